@@ -1,0 +1,11 @@
+DROP TABLE IF EXISTS pipeline_definitions;
+DROP TABLE IF EXISTS deliveries;
+DROP TABLE IF EXISTS notification_channels;
+DROP TABLE IF EXISTS stage_executions;
+DROP TABLE IF EXISTS pipeline_runs;
+DROP TABLE IF EXISTS analysis_runs;
+DROP TABLE IF EXISTS check_runs;
+DROP TABLE IF EXISTS incident_events;
+DROP TABLE IF EXISTS alert_history;
+DROP TABLE IF EXISTS alerts;
+DROP TABLE IF EXISTS incidents;

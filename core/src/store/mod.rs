@@ -1,0 +1,289 @@
+//! Storage: one schema on SQLite (embedded, the default) or PostgreSQL (many nodes).
+//!
+//! # Why sync diesel behind `spawn_blocking`
+//! diesel's synchronous connections are the mature path for both backends (diesel-async has no
+//! SQLite driver of its own and no `MultiConnection`). Every query runs on tokio's blocking pool
+//! through [`Store::run`] / [`Store::write`], with connections from an r2d2 pool, so no database
+//! call ever blocks an executor thread.
+//!
+//! On SQLite the database runs in WAL mode with a busy timeout, and write transactions of one
+//! process are serialised by a mutex: SQLite allows one writer at a time anyway, and waiting on a
+//! mutex is cheaper and fairer than spinning on `SQLITE_BUSY`.
+
+mod records;
+pub mod rows;
+pub mod schema;
+pub mod testing;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel::r2d2::{ManageConnection, Pool};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+pub use records::*;
+
+use crate::error::{Error, Result};
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+pub use any::AnyConnection;
+
+/// The derive generates undocumented items; they live in their own module so the rest of the
+/// crate keeps the `missing_docs` lint.
+#[allow(missing_docs)]
+mod any {
+    /// A connection to either backend. Queries are written once against it; backend-specific SQL
+    /// (such as `FOR UPDATE SKIP LOCKED`) matches on the variant.
+    #[derive(diesel::MultiConnection)]
+    pub enum AnyConnection {
+        /// PostgreSQL.
+        Postgres(diesel::PgConnection),
+        /// SQLite.
+        Sqlite(diesel::SqliteConnection),
+    }
+}
+
+/// Which backend a store uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite.
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+}
+
+/// A parsed `TOCSIN_DATABASE_URL`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    /// `sqlite://PATH` (relative), `sqlite:///ABS/PATH`, or `sqlite::memory:`.
+    Sqlite(String),
+    /// `postgres://...` or `postgresql://...`, handed to libpq as is.
+    Postgres(String),
+}
+
+impl DatabaseUrl {
+    /// Parses a database URL without touching the disk or the network.
+    pub fn parse(url: &str) -> Result<Self> {
+        let url = url.trim();
+        if url == "sqlite::memory:" || url == "sqlite://:memory:" {
+            return Ok(Self::Sqlite(":memory:".to_owned()));
+        }
+        if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+            if path.is_empty() {
+                return Err(Error::invalid_config("a sqlite URL needs a file path, such as sqlite://tocsin.db"));
+            }
+            return Ok(Self::Sqlite(path.to_owned()));
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(Self::Postgres(url.to_owned()));
+        }
+        Err(Error::invalid_config(
+            "a database URL such as sqlite://tocsin.db, sqlite::memory: or postgres://user@host:5432/db",
+        ))
+    }
+
+    /// The backend it names.
+    pub fn backend(&self) -> Backend {
+        match self {
+            Self::Sqlite(_) => Backend::Sqlite,
+            Self::Postgres(_) => Backend::Postgres,
+        }
+    }
+}
+
+/// Opens connections of the backend the URL names, reporting the backend's own error (diesel's
+/// `MultiConnection::establish` tries every backend in turn and hides why PostgreSQL failed).
+#[derive(Debug)]
+struct Manager {
+    url: DatabaseUrl,
+}
+
+/// A connection error, with the backend's message.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConnectError(String);
+
+impl ManageConnection for Manager {
+    type Connection = AnyConnection;
+    type Error = ConnectError;
+
+    fn connect(&self) -> std::result::Result<AnyConnection, ConnectError> {
+        match &self.url {
+            DatabaseUrl::Sqlite(path) => {
+                let mut c = diesel::SqliteConnection::establish(path).map_err(|e| ConnectError(e.to_string()))?;
+                // WAL lets readers run beside the writer; the busy timeout makes a second process wait
+                // instead of failing; foreign keys are off by default in SQLite.
+                c.batch_execute(
+                    "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; \
+                     PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;",
+                )
+                .map_err(|e| ConnectError(e.to_string()))?;
+                Ok(AnyConnection::Sqlite(c))
+            }
+            DatabaseUrl::Postgres(url) => {
+                let c = diesel::PgConnection::establish(url).map_err(|e| ConnectError(e.to_string().trim().to_owned()))?;
+                Ok(AnyConnection::Postgres(c))
+            }
+        }
+    }
+
+    fn is_valid(&self, conn: &mut AnyConnection) -> std::result::Result<(), ConnectError> {
+        conn.batch_execute("SELECT 1").map_err(|e| ConnectError(e.to_string()))
+    }
+
+    fn has_broken(&self, _conn: &mut AnyConnection) -> bool {
+        false
+    }
+}
+
+/// The storage handle: cheap to clone, safe to share.
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool<Manager>,
+    backend: Backend,
+    write_lock: Option<Arc<Mutex<()>>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("backend", &self.backend).finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Connects (the first connection is opened at once, so a bad URL or a server that is down
+    /// fails here with the backend's message). Does not run migrations: see [`Store::migrate`].
+    pub async fn connect(url: &str, pool_size: u32) -> Result<Self> {
+        let parsed = DatabaseUrl::parse(url)?;
+        let backend = parsed.backend();
+        // An in-memory SQLite database lives in one connection: more would each see an empty one.
+        let size = if parsed == DatabaseUrl::Sqlite(":memory:".into()) { 1 } else { pool_size.max(1) };
+        let shown = crate::config::redact_url(url);
+        let pool = tokio::task::spawn_blocking(move || {
+            let manager = Manager { url: parsed };
+            // One direct attempt first: r2d2 would retry silently until its timeout and then report
+            // only "timed out", while the backend's own message says what is wrong.
+            let first = manager.connect()?;
+            let pool = Pool::builder()
+                .max_size(size)
+                .min_idle(Some(1))
+                .connection_timeout(Duration::from_secs(10))
+                .build_unchecked(manager);
+            drop(first);
+            Ok::<_, ConnectError>(pool)
+        })
+        .await
+        .map_err(|e| Error::internal(format!("connection task failed: {e}")))?
+        .map_err(|e| Error::storage(format!("cannot connect to {shown}: {e}")))?;
+        let write_lock = (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(())));
+        Ok(Self { pool, backend, write_lock })
+    }
+
+    /// Connects and brings the schema up to date: what a process does at start-up.
+    pub async fn open(url: &str, pool_size: u32) -> Result<Self> {
+        let store = Self::connect(url, pool_size).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// The backend in use.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Applies pending migrations; returns how many ran. Safe to call from many processes at once.
+    pub async fn migrate(&self) -> Result<usize> {
+        self.run(|conn| {
+            let applied = match conn {
+                AnyConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|v| v.len()),
+                AnyConnection::Postgres(c) => {
+                    // Two processes starting together must not both create the tables.
+                    c.batch_execute("SELECT pg_advisory_lock(7243001)")?;
+                    let r = c.run_pending_migrations(POSTGRES_MIGRATIONS).map(|v| v.len());
+                    c.batch_execute("SELECT pg_advisory_unlock(7243001)")?;
+                    r
+                }
+            };
+            applied.map_err(|e| Error::storage(format!("migration failed: {e}")))
+        })
+        .await
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> Result<()> {
+        self.run(|conn| Ok(conn.batch_execute("SELECT 1")?)).await
+    }
+
+    /// Runs `f` with a pooled connection on the blocking pool.
+    pub async fn run<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut AnyConnection) -> Result<T> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        let span = tracing::Span::current();
+        tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
+            let mut conn = pool.get().map_err(|e| Error::storage(format!("no database connection: {e}")))?;
+            f(&mut conn)
+        })
+        .await
+        .map_err(|e| Error::internal(format!("storage task failed: {e}")))?
+    }
+
+    /// Runs `f` in one write transaction: all of it is committed, or none.
+    pub async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut AnyConnection) -> Result<T> + Send + 'static,
+    {
+        let lock = self.write_lock.clone();
+        self.run(move |conn| {
+            let _guard = match &lock {
+                // A poisoned lock only means another writer panicked; the database itself is intact.
+                Some(l) => Some(l.lock().unwrap_or_else(|p| p.into_inner())),
+                None => None,
+            };
+            conn.transaction(|c| f(c))
+        })
+        .await
+    }
+}
+
+/// A UTC timestamp as stored.
+pub fn ts(naive: NaiveDateTime) -> DateTime<Utc> {
+    naive.and_utc()
+}
+
+/// The current time, as stored (microsecond precision, which both backends keep exactly).
+pub fn now() -> NaiveDateTime {
+    let n = Utc::now().naive_utc();
+    n.with_nanosecond_trunc()
+}
+
+trait TruncMicros {
+    fn with_nanosecond_trunc(self) -> Self;
+}
+
+impl TruncMicros for NaiveDateTime {
+    fn with_nanosecond_trunc(self) -> Self {
+        use chrono::Timelike;
+        let nanos = self.nanosecond() / 1_000 * 1_000;
+        self.with_nanosecond(nanos).unwrap_or(self)
+    }
+}
+
+/// Parses a stored JSON text column, naming the column when it is corrupt.
+pub(crate) fn json_from<T: serde::de::DeserializeOwned>(text: &str, column: &str) -> Result<T> {
+    serde_json::from_str(text).map_err(|e| Error::storage(format!("corrupt JSON in {column}: {e}")))
+}
+
+/// Serialises a value for a JSON text column.
+pub(crate) fn json_to<T: serde::Serialize + ?Sized>(value: &T) -> Result<String> {
+    serde_json::to_string(value).map_err(|e| Error::internal(format!("cannot serialise JSON: {e}")))
+}

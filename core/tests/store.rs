@@ -1,0 +1,261 @@
+//! The store suite: every test runs on SQLite and, when `TOCSIN_TEST_POSTGRES_URL` is set, on
+//! PostgreSQL too.
+
+use serde_json::json;
+use tocsin_core::domain::*;
+use tocsin_core::store::{self, testing, NewAlert, NewIncident, NewPipelineRun, NewStageExecution};
+use tocsin_core::ErrorKind;
+
+fn incident(title: &str, severity: Severity) -> NewIncident {
+    NewIncident {
+        title: title.into(),
+        severity,
+        description: "d".into(),
+        group_key: format!("{title}|web-1"),
+        metadata: json!({"k": 1}),
+    }
+}
+
+fn alert(fp: &str, incident_id: Option<i64>) -> NewAlert {
+    NewAlert {
+        fingerprint: fp.into(),
+        source: "alertmanager".into(),
+        name: "HighMemory".into(),
+        severity: Severity::Warning,
+        status: AlertStatus::Firing,
+        description: "memory above 90%".into(),
+        labels: [("instance".to_string(), "web-1".to_string())].into(),
+        annotations: Labels::new(),
+        raw_payload: json!({"fingerprint": fp}),
+        trace_id: "t-1".into(),
+        started_at: chrono::DateTime::parse_from_rfc3339("2026-11-27T10:00:00.123456Z").unwrap().to_utc(),
+        ended_at: None,
+        incident_id,
+    }
+}
+
+#[tokio::test]
+async fn incidents_and_alerts_round_trip_with_typed_fields() {
+    for db in testing::all().await {
+        let (inc, a, again) = db
+            .store
+            .write(|c| {
+                let inc = store::insert_incident(c, &incident("HighMemory", Severity::Critical))?;
+                let a = store::insert_alert(c, &alert("fp-1", Some(inc.id)))?;
+                let again = store::find_alert(c, "alertmanager", "fp-1")?;
+                Ok((inc, a, again))
+            })
+            .await
+            .unwrap();
+        assert_eq!(inc.status, IncidentStatus::Open, "{}", db.label);
+        assert_eq!(inc.severity, Severity::Critical);
+        assert_eq!(inc.metadata, json!({"k": 1}));
+        assert_eq!(a.labels.get("instance").map(String::as_str), Some("web-1"));
+        assert_eq!(a.started_at.to_rfc3339(), "2026-11-27T10:00:00.123456+00:00", "{}", db.label);
+        assert_eq!(again.as_ref(), Some(&a), "{}", db.label);
+        assert_eq!(a.incident_id, Some(inc.id));
+    }
+}
+
+#[tokio::test]
+async fn the_same_source_and_fingerprint_is_a_conflict_and_the_transaction_writes_nothing() {
+    for db in testing::all().await {
+        db.store.write(|c| store::insert_alert(c, &alert("dup", None))).await.unwrap();
+        let err = db
+            .store
+            .write(|c| {
+                store::insert_incident(c, &incident("Other", Severity::Info))?;
+                store::insert_alert(c, &alert("dup", None))
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Conflict, "{}: {err}", db.label);
+        let incidents = db.store.run(|c| store::list_incidents(c, &Default::default())).await.unwrap();
+        assert!(incidents.is_empty(), "{}: the failed transaction left an incident behind", db.label);
+    }
+}
+
+#[tokio::test]
+async fn incident_transitions_are_stamped_and_recorded() {
+    for db in testing::all().await {
+        let (acked, resolved, reopened, events) = db
+            .store
+            .write(|c| {
+                let inc = store::insert_incident(c, &incident("Disk", Severity::Warning))?;
+                let acked = store::set_incident_status(c, inc.id, IncidentStatus::Acknowledged, "ops", json!({}))?;
+                let resolved = store::set_incident_status(c, inc.id, IncidentStatus::Resolved, "system", json!({}))?;
+                let reopened = store::set_incident_status(c, inc.id, IncidentStatus::Open, "system", json!({}))?;
+                let events = store::list_incident_events(c, inc.id)?;
+                Ok((acked, resolved, reopened, events))
+            })
+            .await
+            .unwrap();
+        assert!(acked.acknowledged_at.is_some(), "{}", db.label);
+        assert!(resolved.resolved_at.is_some());
+        assert_eq!(reopened.status, IncidentStatus::Open);
+        assert!(reopened.resolved_at.is_none());
+        let names: Vec<_> = events.iter().map(|e| e.event.as_str()).collect();
+        assert_eq!(names, ["acknowledged", "resolved", "reopened"], "{}", db.label);
+        assert_eq!(events[0].actor, "ops");
+    }
+}
+
+#[tokio::test]
+async fn listing_filters_orders_newest_first_and_clamps() {
+    for db in testing::all().await {
+        db.store
+            .write(|c| {
+                for i in 0..5 {
+                    let sev = if i % 2 == 0 { Severity::Critical } else { Severity::Info };
+                    store::insert_incident(c, &incident(&format!("I{i}"), sev))?;
+                }
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let crit = db
+            .store
+            .run(|c| {
+                store::list_incidents(c, &store::IncidentFilter { severity: Some(Severity::Critical), ..Default::default() })
+            })
+            .await
+            .unwrap();
+        let titles: Vec<_> = crit.iter().map(|i| i.title.as_str()).collect();
+        assert_eq!(titles, ["I4", "I2", "I0"], "{}", db.label);
+        let one = db
+            .store
+            .run(|c| store::list_incidents(c, &store::IncidentFilter { limit: 1, offset: 1, ..Default::default() }))
+            .await
+            .unwrap();
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].title, "I3");
+    }
+}
+
+#[tokio::test]
+async fn runs_and_stage_executions_enforce_one_row_per_attempt() {
+    for db in testing::all().await {
+        let run_id = new_id();
+        let rid = run_id.clone();
+        let run = db
+            .store
+            .write(move |c| {
+                store::insert_pipeline_run(
+                    c,
+                    &NewPipelineRun {
+                        run_id: rid,
+                        trace_id: "trace-9".into(),
+                        definition_name: None,
+                        incident_id: None,
+                        source: "alertmanager".into(),
+                        environment: "test".into(),
+                        max_retries: 3,
+                        inbound_payload: json!({"alerts": []}),
+                    },
+                )
+            })
+            .await
+            .unwrap();
+        assert_eq!(run.status, PipelineStatus::Pending);
+        let exec = NewStageExecution {
+            pipeline_run_id: run.id,
+            node_id: "ingest".into(),
+            stage: "ingest".into(),
+            attempt: 1,
+            status: StageStatus::Running,
+            idempotency_key: format!("{run_id}:ingest"),
+            input_snapshot: json!({"password": "hunter2", "x": 1}),
+        };
+        let e2 = exec.clone();
+        let first = db.store.write(move |c| store::insert_stage_execution(c, &e2)).await.unwrap();
+        assert_eq!(first.input_snapshot, json!({"password": "**REDACTED**", "x": 1}), "{}", db.label);
+        let err = db.store.write(move |c| store::insert_stage_execution(c, &exec)).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Conflict, "{}", db.label);
+        let got = db.store.run(move |c| store::get_pipeline_run(c, &run_id)).await.unwrap();
+        assert_eq!(got.trace_id, "trace-9");
+        let listed = db.store.run(move |c| store::list_stage_executions(c, got.id)).await.unwrap();
+        assert_eq!(listed.len(), 1);
+    }
+}
+
+#[tokio::test]
+async fn channels_definitions_checks_analyses_and_deliveries_round_trip() {
+    for db in testing::all().await {
+        let out = db
+            .store
+            .write(|c| {
+                store::insert_channel(c, "ops-slack", "slack", &json!({"webhook_url": "https://x"}), "ops")?;
+                let dup = store::insert_channel(c, "ops-slack", "slack", &json!({}), "");
+                assert_eq!(dup.unwrap_err().kind(), ErrorKind::Conflict);
+                Ok(())
+            })
+            .await;
+        // The conflict above aborts that transaction on PostgreSQL, so nothing of it is kept.
+        assert!(out.is_ok() || db.label == "postgres");
+        db.store
+            .write(|c| store::insert_channel(c, "mail", "email", &json!({"to": ["a@b"]}), "").map(|_| ()))
+            .await
+            .unwrap();
+        let disabled = db.store.write(|c| store::set_channel_enabled(c, "mail", false)).await.unwrap();
+        assert!(!disabled.enabled);
+        let enabled = db.store.run(|c| store::list_channels(c, true)).await.unwrap();
+        assert!(enabled.iter().all(|ch| ch.enabled), "{}", db.label);
+
+        let d1 = db
+            .store
+            .write(|c| store::upsert_definition(c, "p", "first", &json!({"version": "1", "nodes": []}), &["a".into()]))
+            .await
+            .unwrap();
+        let d2 = db.store.write(|c| store::upsert_definition(c, "p", "second", &json!({"version": "1"}), &[])).await.unwrap();
+        assert_eq!((d1.version, d2.version), (1, 2), "{}", db.label);
+        assert_eq!(d2.description, "second");
+        assert_eq!(d1.tags, vec!["a".to_string()]);
+
+        let check = CheckResult {
+            checker: "memory".into(),
+            status: CheckStatus::Warning,
+            message: "75% used".into(),
+            metrics: json!({"percent": 75.0}),
+            error: None,
+            warning_threshold: Some(70.0),
+            critical_threshold: Some(90.0),
+            duration_ms: 1.5,
+            skipped: false,
+        };
+        let run = db.store.write(move |c| store::insert_check_run(c, &check, "host-a", "t", None)).await.unwrap();
+        assert_eq!(run.status, CheckStatus::Warning);
+        assert_eq!(run.warning_threshold, Some(70.0));
+
+        let now = chrono::Utc::now();
+        let analysis = store::NewAnalysisRun {
+            trace_id: "t".into(),
+            run_id: None,
+            provider: "openai".into(),
+            provider_config: json!({"api_key": "sk-secret", "model": "m"}),
+            model_name: Some("m".into()),
+            status: AnalysisStatus::Succeeded,
+            incident_id: None,
+            input_summary: "none".into(),
+            recommendations: vec![],
+            usage: Some(tocsin_core::plugin::TokenUsage { prompt_tokens: 1, completion_tokens: 2, total_tokens: 3 }),
+            error_message: None,
+            fallback_used: true,
+            started_at: now,
+            completed_at: Some(now),
+        };
+        let a = db.store.write(move |c| store::insert_analysis_run(c, &analysis)).await.unwrap();
+        assert_eq!(a.provider_config["api_key"], "**REDACTED**", "{}", db.label);
+        assert_eq!(a.total_tokens, Some(3));
+        assert!(a.fallback_used);
+    }
+}
+
+#[tokio::test]
+async fn a_bad_url_or_a_server_that_is_down_is_a_clear_error() {
+    let err = tocsin_core::store::Store::connect("mysql://x", 1).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidConfig);
+    let err = tocsin_core::store::Store::connect("postgres://nobody:pw@127.0.0.1:1/db", 1).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Storage);
+    assert!(err.message().contains("127.0.0.1"), "{err}");
+    assert!(!err.message().contains("pw@"), "password leaked: {err}");
+}
