@@ -42,11 +42,13 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod plugin;
+pub mod runtime;
 pub mod secret;
 pub mod store;
 
 pub use config::{Config, ConfigError};
 pub use error::{Error, ErrorKind, Result, Retry};
+pub use runtime::Tocsin;
 pub use secret::Secret;
 
 /// Re-exported so the `register_*!` macros work in crates that do not depend on inventory.

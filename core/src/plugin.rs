@@ -285,6 +285,13 @@ pub struct NotifyDriverDescriptor {
 // STAGES
 
 /// What a pipeline node is given.
+///
+/// `state` is the run's state so far, one JSON object the engine keeps and passes along:
+/// `{"payload": <inbound body>, "driver": <ingest driver or null>, "incident_id": <id or null>,
+/// "incident_ids": [..], "checks": [CheckResult..], "recommendations": [Recommendation..],
+/// "nodes": {"<node id>": <that node's output>}}`. The engine lifts the keys `incident_id`,
+/// `incident_ids`, `checks` and `recommendations` of a node's output into the state, so later
+/// nodes find them whatever the earlier node was called.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct StageContext {
@@ -294,25 +301,41 @@ pub struct StageContext {
     pub trace_id: String,
     /// Node id.
     pub node_id: String,
-    /// Attempt number.
+    /// Attempt number, from 1.
     pub attempt: i32,
-    /// The node's config.
+    /// The node's own config.
     pub config: Value,
-    /// The run's state so far (inbound payload and the outputs of earlier nodes).
-    pub input: Value,
+    /// The run's state so far (see above).
+    pub state: Value,
+    /// Storage, plugins and settings.
+    pub tocsin: crate::Tocsin,
 }
 
 impl StageContext {
     /// A context for one node attempt.
-    pub fn new(run_id: String, trace_id: String, node_id: String, attempt: i32, config: Value, input: Value) -> Self {
-        Self { run_id, trace_id, node_id, attempt, config, input }
+    pub fn new(
+        tocsin: crate::Tocsin,
+        run_id: String,
+        trace_id: String,
+        node_id: String,
+        attempt: i32,
+        config: Value,
+        state: Value,
+    ) -> Self {
+        Self { run_id, trace_id, node_id, attempt, config, state, tocsin }
+    }
+
+    /// A stable key for side effects of this node in this run (same across retries).
+    pub fn idempotency_key(&self) -> String {
+        format!("{}:{}", self.run_id, self.node_id)
     }
 }
 
 /// A pipeline node type (`ingest`, `context`, `intelligence`, `notify`, `transform`).
 #[async_trait]
 pub trait Stage: Send + Sync {
-    /// Runs the node; the output is stored as its snapshot and handed to the next nodes.
+    /// Runs the node; the output (a JSON object) is stored as its snapshot and merged into the
+    /// run's state. Temporary errors are retried by the engine; permanent ones fail the node.
     async fn execute(&self, ctx: &StageContext) -> Result<Value>;
 }
 
