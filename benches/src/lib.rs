@@ -1,1 +1,1 @@
-//! placeholder
+//! Benchmarks live in `benches/`; see `docs/performance.md`.

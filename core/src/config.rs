@@ -49,8 +49,9 @@ pub struct Config {
     pub database_url: String,
     /// `TOCSIN_BIND` / `bind`: listen address. Default `127.0.0.1:8000`.
     pub bind: SocketAddr,
-    /// `TOCSIN_API_KEYS` / `api_keys`: comma-separated keys; empty disables authentication.
-    pub api_keys: Vec<Secret>,
+    /// `TOCSIN_API_KEYS` / `api_keys`: comma-separated keys, each optionally limited to path
+    /// prefixes (`KEY@/alerts/+/notify/`); empty disables authentication.
+    pub api_keys: Vec<ApiKey>,
     /// `TOCSIN_ENVIRONMENT` / `environment`: free-form name recorded on runs. Default `production`.
     pub environment: String,
     /// `CHECKERS_SKIP_ALL` / `checkers_skip_all`: skip every checker. Default false.
@@ -85,6 +86,33 @@ impl Default for Config {
             templates_dir: None,
             db_pool_size: 8,
         }
+    }
+}
+
+/// An API key and the path prefixes it may call (empty: every path).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKey {
+    /// The key.
+    pub key: Secret,
+    /// Path prefixes this key may call; empty means all.
+    pub allowed_prefixes: Vec<String>,
+}
+
+impl ApiKey {
+    /// Parses `KEY` or `KEY@/prefix+/other-prefix`.
+    pub fn parse(spec: &str) -> Self {
+        match spec.split_once('@') {
+            Some((key, prefixes)) => Self {
+                key: Secret::new(key.trim()),
+                allowed_prefixes: prefixes.split('+').map(str::trim).filter(|p| !p.is_empty()).map(str::to_owned).collect(),
+            },
+            None => Self { key: Secret::new(spec.trim()), allowed_prefixes: Vec::new() },
+        }
+    }
+
+    /// Whether this key may call `path`.
+    pub fn allows(&self, path: &str) -> bool {
+        self.allowed_prefixes.is_empty() || self.allowed_prefixes.iter().any(|p| path.starts_with(p.as_str()))
     }
 }
 
@@ -134,7 +162,7 @@ impl Config {
             self.bind = parse_bind("bind", &v)?;
         }
         if let Some(v) = f.api_keys {
-            self.api_keys = v.into_iter().filter(|k| !k.is_empty()).map(Secret::new).collect();
+            self.api_keys = v.iter().filter(|k| !k.is_empty()).map(|k| ApiKey::parse(k)).collect();
         }
         if let Some(v) = f.environment {
             self.environment = v;
@@ -171,7 +199,7 @@ impl Config {
             self.bind = parse_bind("TOCSIN_BIND", &v)?;
         }
         if let Some(v) = env("TOCSIN_API_KEYS") {
-            self.api_keys = split_list(&v).into_iter().map(Secret::new).collect();
+            self.api_keys = split_list(&v).iter().map(|k| ApiKey::parse(k)).collect();
         }
         if let Some(v) = env("TOCSIN_ENVIRONMENT") {
             self.environment = v;
@@ -304,6 +332,9 @@ mod tests {
         .unwrap();
         assert_eq!(c.bind.port(), 9000);
         assert_eq!(c.api_keys.len(), 2);
+        let scoped = ApiKey::parse("k@/alerts/+/notify/");
+        assert!(scoped.allows("/alerts/webhook/") && !scoped.allows("/orchestration/pipelines/"));
+        assert!(c.api_keys[0].allows("/anything"));
         assert!(c.checker_skipped("memory"));
         assert!(!c.checker_skipped("disk"));
         assert!(c.notify_skip_all);

@@ -46,7 +46,7 @@ pub mod runtime;
 pub mod secret;
 pub mod store;
 
-pub use config::{Config, ConfigError};
+pub use config::{ApiKey, Config, ConfigError};
 pub use error::{Error, ErrorKind, Result, Retry};
 pub use runtime::Tocsin;
 pub use secret::Secret;

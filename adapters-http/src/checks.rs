@@ -1,0 +1,10 @@
+//! Health-check endpoints (filled in by the checks work).
+
+use axum::Router;
+
+use crate::AppState;
+
+/// The routes of this area.
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+}

@@ -1,0 +1,10 @@
+//! The `/notify/` endpoints (filled in by the notify work).
+
+use axum::Router;
+
+use crate::AppState;
+
+/// The routes of this area.
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+}
