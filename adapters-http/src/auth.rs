@@ -23,7 +23,7 @@ fn presented_key(req: &Request) -> Option<&str> {
 /// Rejects requests without a valid key when keys are configured.
 pub(crate) async fn require_api_key(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let keys = &state.tocsin.config().api_keys;
-    if keys.is_empty() {
+    if keys.is_empty() || req.uri().path() == "/healthz" {
         return next.run(req).await;
     }
     let Some(given) = presented_key(&req) else {

@@ -91,13 +91,14 @@ pub fn router(state: AppState) -> Router {
         .merge(checks::routes())
         .merge(intelligence::routes())
         .merge(notify::routes())
-        .merge(orchestration::routes())
-        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_api_key));
+        .merge(orchestration::routes());
     Router::new()
         .route("/healthz", get(healthz))
         .merge(api)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        // Outside the routes, so unknown paths need a key too: no route discovery without one.
+        .layer(middleware::from_fn_with_state(state.clone(), auth::require_api_key))
         .layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn(trace_id))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))

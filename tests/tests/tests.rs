@@ -1,0 +1,3 @@
+//! Cross-crate integration tests, one module per area.
+
+mod registry;
