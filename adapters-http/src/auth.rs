@@ -21,14 +21,22 @@ fn presented_key(req: &Request) -> Option<&str> {
 }
 
 /// Rejects requests without a valid key when keys are configured.
-pub(crate) async fn require_api_key(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub(crate) async fn require_api_key(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
     let keys = &state.tocsin.config().api_keys;
     if keys.is_empty() || req.uri().path() == "/healthz" {
         return next.run(req).await;
     }
     let Some(given) = presented_key(&req) else {
-        return ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "an API key is required (Authorization: Bearer KEY or X-API-Key)")
-            .into_response();
+        return ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "an API key is required (Authorization: Bearer KEY or X-API-Key)",
+        )
+        .into_response();
     };
     // Comparing digests keeps the comparison constant-time whatever the lengths; every key is
     // compared, so the position of a match does not show in the timing either.
@@ -41,7 +49,12 @@ pub(crate) async fn require_api_key(State(state): State<AppState>, req: Request,
         }
     }
     match matched {
-        None => ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "the API key is not valid").into_response(),
+        None => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "the API key is not valid",
+        )
+        .into_response(),
         Some(k) if !k.allows(req.uri().path()) => ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",

@@ -26,7 +26,11 @@ pub struct ApiError {
 impl ApiError {
     /// A new error answer.
     pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
-        Self { status, kind, message: message.into() }
+        Self {
+            status,
+            kind,
+            message: message.into(),
+        }
     }
 
     /// 400 with kind `invalid_input`.
@@ -60,13 +64,21 @@ impl From<Error> for ApiError {
         if status.is_server_error() {
             tracing::warn!(error = %err, "Request failed.");
         }
-        Self { status, kind: err.kind().as_str(), message: err.message().to_owned() }
+        Self {
+            status,
+            kind: err.kind().as_str(),
+            message: err.message().to_owned(),
+        }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(json!({"error": {"kind": self.kind, "message": self.message}}))).into_response()
+        (
+            self.status,
+            Json(json!({"error": {"kind": self.kind, "message": self.message}})),
+        )
+            .into_response()
     }
 }
 
@@ -82,7 +94,9 @@ pub struct RawJson(pub axum::body::Bytes);
 /// Checks the content type: `application/json` or any `+json` type; a missing one is accepted,
 /// since many webhook senders omit it.
 pub fn check_json_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(ct) = headers.get(header::CONTENT_TYPE) else { return Ok(()) };
+    let Some(ct) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(());
+    };
     let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
     let mime = ct.split(';').next().unwrap_or("").trim();
     if mime == "application/json" || mime.ends_with("+json") {
@@ -98,7 +112,11 @@ pub fn check_json_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
 
 fn bytes_rejection(r: BytesRejection) -> ApiError {
     if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is larger than the limit")
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "the request body is larger than the limit",
+        )
     } else {
         ApiError::bad_request(format!("cannot read the request body: {r}"))
     }
@@ -109,18 +127,25 @@ impl<S: Send + Sync> FromRequest<S> for RawJson {
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         check_json_content_type(req.headers())?;
-        let bytes = axum::body::Bytes::from_request(req, state).await.map_err(bytes_rejection)?;
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(bytes_rejection)?;
         Ok(Self(bytes))
     }
 }
 
 /// Parses JSON bytes: malformed JSON is 400, the wrong shape 422; both say where.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let text = std::str::from_utf8(bytes).map_err(|e| ApiError::bad_request(format!("the body is not valid UTF-8: {e}")))?;
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| ApiError::bad_request(format!("the body is not valid UTF-8: {e}")))?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     serde_json::from_str(text).map_err(|e| {
         if e.classify() == serde_json::error::Category::Data {
-            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", format!("invalid request: {e}"))
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_input",
+                format!("invalid request: {e}"),
+            )
         } else {
             ApiError::bad_request(format!("malformed JSON: {e}"))
         }
@@ -133,7 +158,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         let RawJson(bytes) = RawJson::from_request(req, state).await?;
         if bytes.is_empty() {
-            return Err(ApiError::bad_request("the request body is empty; a JSON document is required"));
+            return Err(ApiError::bad_request(
+                "the request body is empty; a JSON document is required",
+            ));
         }
         parse_json(&bytes).map(JsonBody)
     }

@@ -48,9 +48,6 @@ use tocsin_ingest as _;
 use tocsin_notify as _;
 use tocsin_providers as _;
 
-
-
-
 /// What every handler is given.
 #[derive(Clone)]
 pub struct AppState {
@@ -63,7 +60,10 @@ pub struct AppState {
 impl AppState {
     /// State over a library handle.
     pub fn new(tocsin: Tocsin) -> Self {
-        Self { tocsin, extensions: Arc::new(axum::http::Extensions::new()) }
+        Self {
+            tocsin,
+            extensions: Arc::new(axum::http::Extensions::new()),
+        }
     }
 
     /// Adds a typed extension (for example the pipeline engine) that handlers can look up.
@@ -98,10 +98,15 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // Outside the routes, so unknown paths need a key too: no route discovery without one.
-        .layer(middleware::from_fn_with_state(state.clone(), auth::require_api_key))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_api_key,
+        ))
         .layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn(trace_id))
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            panic_response,
+        ))
         .with_state(state)
 }
 
@@ -133,7 +138,12 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
 
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     tracing::error!("A request handler panicked; answering 500.");
-    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error").into_response()
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "internal error",
+    )
+    .into_response()
 }
 
 async fn trace_id(mut req: Request, next: Next) -> Response {
@@ -141,7 +151,12 @@ async fn trace_id(mut req: Request, next: Next) -> Response {
         .iter()
         .filter_map(|h| req.headers().get(*h))
         .filter_map(|v| v.to_str().ok())
-        .find(|v| !v.is_empty() && v.len() <= 64 && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+        .find(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        })
         .map(str::to_owned);
     let id = given.unwrap_or_else(tocsin_core::domain::new_id);
     req.extensions_mut().insert(TraceId(id.clone()));

@@ -104,15 +104,27 @@ impl ApiKey {
         match spec.split_once('@') {
             Some((key, prefixes)) => Self {
                 key: Secret::new(key.trim()),
-                allowed_prefixes: prefixes.split('+').map(str::trim).filter(|p| !p.is_empty()).map(str::to_owned).collect(),
+                allowed_prefixes: prefixes
+                    .split('+')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
             },
-            None => Self { key: Secret::new(spec.trim()), allowed_prefixes: Vec::new() },
+            None => Self {
+                key: Secret::new(spec.trim()),
+                allowed_prefixes: Vec::new(),
+            },
         }
     }
 
     /// Whether this key may call `path`.
     pub fn allows(&self, path: &str) -> bool {
-        self.allowed_prefixes.is_empty() || self.allowed_prefixes.iter().any(|p| path.starts_with(p.as_str()))
+        self.allowed_prefixes.is_empty()
+            || self
+                .allowed_prefixes
+                .iter()
+                .any(|p| path.starts_with(p.as_str()))
     }
 }
 
@@ -140,13 +152,20 @@ impl Config {
     }
 
     /// Reads the optional file, then variables through `env` (tests pass a map).
-    pub fn load_with(file: Option<&Path>, env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+    pub fn load_with(
+        file: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
         let mut cfg = Self::default();
         if let Some(path) = file {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| ConfigError::Unreadable { path: path.to_owned(), reason: e.to_string() })?;
-            let f: FileConfig = toml::from_str(&text)
-                .map_err(|e| ConfigError::InvalidFile { path: path.to_owned(), reason: e.to_string().trim().to_owned() })?;
+            let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Unreadable {
+                path: path.to_owned(),
+                reason: e.to_string(),
+            })?;
+            let f: FileConfig = toml::from_str(&text).map_err(|e| ConfigError::InvalidFile {
+                path: path.to_owned(),
+                reason: e.to_string().trim().to_owned(),
+            })?;
             cfg.apply_file(f)?;
         }
         cfg.apply_env(&env)?;
@@ -162,7 +181,11 @@ impl Config {
             self.bind = parse_bind("bind", &v)?;
         }
         if let Some(v) = f.api_keys {
-            self.api_keys = v.iter().filter(|k| !k.is_empty()).map(|k| ApiKey::parse(k)).collect();
+            self.api_keys = v
+                .iter()
+                .filter(|k| !k.is_empty())
+                .map(|k| ApiKey::parse(k))
+                .collect();
         }
         if let Some(v) = f.environment {
             self.environment = v;
@@ -223,17 +246,20 @@ impl Config {
             self.templates_dir = (!v.is_empty()).then(|| PathBuf::from(v));
         }
         if let Some(v) = env("TOCSIN_DB_POOL_SIZE") {
-            self.db_pool_size = parse_num("TOCSIN_DB_POOL_SIZE", &v, "a whole number from 1 to 256")?;
+            self.db_pool_size =
+                parse_num("TOCSIN_DB_POOL_SIZE", &v, "a whole number from 1 to 256")?;
         }
         Ok(())
     }
 
     /// Checks values that parse but make no sense, without I/O.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        crate::store::DatabaseUrl::parse(&self.database_url).map_err(|e| ConfigError::InvalidValue {
-            name: "TOCSIN_DATABASE_URL".into(),
-            value: redact_url(&self.database_url),
-            expected: e.message().to_owned(),
+        crate::store::DatabaseUrl::parse(&self.database_url).map_err(|e| {
+            ConfigError::InvalidValue {
+                name: "TOCSIN_DATABASE_URL".into(),
+                value: redact_url(&self.database_url),
+                expected: e.message().to_owned(),
+            }
         })?;
         if self.body_limit < 1024 {
             return Err(ConfigError::InvalidValue {
@@ -254,7 +280,11 @@ impl Config {
 
     /// Whether checker `name` is skipped by `CHECKERS_SKIP_ALL` or `CHECKERS_SKIP`.
     pub fn checker_skipped(&self, name: &str) -> bool {
-        self.checkers_skip_all || self.checkers_skip.iter().any(|s| s.eq_ignore_ascii_case(name))
+        self.checkers_skip_all
+            || self
+                .checkers_skip
+                .iter()
+                .any(|s| s.eq_ignore_ascii_case(name))
     }
 }
 
@@ -264,7 +294,13 @@ pub fn redact_url(url: &str) -> String {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
             let userinfo = &url[scheme_end + 3..at];
             match userinfo.find(':') {
-                Some(colon) => format!("{}{}:{}{}", &url[..scheme_end + 3], &userinfo[..colon], crate::secret::REDACTED, &url[at..]),
+                Some(colon) => format!(
+                    "{}{}:{}{}",
+                    &url[..scheme_end + 3],
+                    &userinfo[..colon],
+                    crate::secret::REDACTED,
+                    &url[at..]
+                ),
                 None => url.to_owned(),
             }
         }
@@ -273,7 +309,11 @@ pub fn redact_url(url: &str) -> String {
 }
 
 fn split_list(v: &str) -> Vec<String> {
-    v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+    v.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 fn parse_bind(name: &str, v: &str) -> Result<SocketAddr, ConfigError> {
@@ -297,9 +337,11 @@ fn parse_bool(name: &str, v: &str) -> Result<bool, ConfigError> {
 }
 
 fn parse_num<T: std::str::FromStr>(name: &str, v: &str, expected: &str) -> Result<T, ConfigError> {
-    v.trim()
-        .parse()
-        .map_err(|_| ConfigError::InvalidValue { name: name.into(), value: v.into(), expected: expected.into() })
+    v.trim().parse().map_err(|_| ConfigError::InvalidValue {
+        name: name.into(),
+        value: v.into(),
+        expected: expected.into(),
+    })
 }
 
 #[cfg(test)]
@@ -308,7 +350,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn load(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Config::load_with(None, |k| map.get(k).cloned())
     }
 
@@ -342,11 +387,23 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_variable_and_what_was_expected() {
-        let err = load(&[("TOCSIN_BIND", "localhost")]).unwrap_err().to_string();
-        assert!(err.contains("TOCSIN_BIND") && err.contains("expected an address"), "{err}");
-        let err = load(&[("CHECKERS_SKIP_ALL", "maybe")]).unwrap_err().to_string();
-        assert!(err.contains("CHECKERS_SKIP_ALL") && err.contains("boolean"), "{err}");
-        let err = load(&[("TOCSIN_DATABASE_URL", "mysql://x")]).unwrap_err().to_string();
+        let err = load(&[("TOCSIN_BIND", "localhost")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("TOCSIN_BIND") && err.contains("expected an address"),
+            "{err}"
+        );
+        let err = load(&[("CHECKERS_SKIP_ALL", "maybe")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("CHECKERS_SKIP_ALL") && err.contains("boolean"),
+            "{err}"
+        );
+        let err = load(&[("TOCSIN_DATABASE_URL", "mysql://x")])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("TOCSIN_DATABASE_URL"), "{err}");
     }
 
@@ -354,22 +411,39 @@ mod tests {
     fn file_is_overridden_by_environment_and_unknown_keys_are_rejected() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("tocsin.toml");
-        std::fs::write(&path, "bind = \"127.0.0.1:7000\"\nenvironment = \"staging\"\n").unwrap();
-        let c = Config::load_with(Some(&path), |k| (k == "TOCSIN_ENVIRONMENT").then(|| "prod-eu".to_owned())).unwrap();
+        std::fs::write(
+            &path,
+            "bind = \"127.0.0.1:7000\"\nenvironment = \"staging\"\n",
+        )
+        .unwrap();
+        let c = Config::load_with(Some(&path), |k| {
+            (k == "TOCSIN_ENVIRONMENT").then(|| "prod-eu".to_owned())
+        })
+        .unwrap();
         assert_eq!(c.bind.port(), 7000);
         assert_eq!(c.environment, "prod-eu");
 
         std::fs::write(&path, "bnd = 1\n").unwrap();
-        let err = Config::load_with(Some(&path), |_| None).unwrap_err().to_string();
-        assert!(err.contains("invalid config file") && err.contains("bnd"), "{err}");
+        let err = Config::load_with(Some(&path), |_| None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("invalid config file") && err.contains("bnd"),
+            "{err}"
+        );
 
-        let err = Config::load_with(Some(&dir.path().join("missing.toml")), |_| None).unwrap_err().to_string();
+        let err = Config::load_with(Some(&dir.path().join("missing.toml")), |_| None)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("cannot read config file"), "{err}");
     }
 
     #[test]
     fn passwords_in_urls_are_redacted() {
-        assert_eq!(redact_url("postgres://u:pw@h/db"), "postgres://u:**REDACTED**@h/db");
+        assert_eq!(
+            redact_url("postgres://u:pw@h/db"),
+            "postgres://u:**REDACTED**@h/db"
+        );
         assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
     }
 }

@@ -515,7 +515,10 @@ mod tests {
         let err = "sleeping".parse::<StageStatus>().unwrap_err();
         assert!(err.message().contains("sleeping"), "{err}");
         assert!(err.message().contains("succeeded"), "{err}");
-        assert_eq!(serde_json::to_string(&IncidentStatus::Acknowledged).unwrap(), "\"acknowledged\"");
+        assert_eq!(
+            serde_json::to_string(&IncidentStatus::Acknowledged).unwrap(),
+            "\"acknowledged\""
+        );
     }
 }
 

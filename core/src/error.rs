@@ -88,7 +88,12 @@ impl Error {
             ErrorKind::Storage | ErrorKind::Timeout | ErrorKind::Upstream => Retry::Temporary,
             _ => Retry::Permanent,
         };
-        Self { kind, message: message.into(), retry, retry_after: None }
+        Self {
+            kind,
+            message: message.into(),
+            retry,
+            retry_after: None,
+        }
     }
 
     /// Shorthand for [`ErrorKind::InvalidInput`].
@@ -160,9 +165,10 @@ impl From<diesel::result::Error> for Error {
         use diesel::result::{DatabaseErrorKind, Error as D};
         match &err {
             D::NotFound => Self::not_found("record not found"),
-            D::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => {
-                Self::new(ErrorKind::Conflict, format!("already exists: {}", info.message()))
-            }
+            D::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => Self::new(
+                ErrorKind::Conflict,
+                format!("already exists: {}", info.message()),
+            ),
             D::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => {
                 Self::storage(format!("serialization failure: {err}"))
             }

@@ -12,7 +12,9 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::domain::{Alert, AlertStatus, CheckResult, CheckStatus, Incident, Labels, Recommendation, Severity};
+use crate::domain::{
+    Alert, AlertStatus, CheckResult, CheckStatus, Incident, Labels, Recommendation, Severity,
+};
 use crate::error::{Error, ErrorKind, Result};
 use crate::secret::Secret;
 
@@ -93,7 +95,12 @@ pub trait Ingestor: Send + Sync {
     fn parse(&self, body: &Value) -> Result<ParsedPayload>;
 
     /// Verifies the sender's signature over the raw body, when a shared secret is configured.
-    fn verify_signature(&self, _raw_body: &[u8], _headers: &Headers, _secret: &Secret) -> Result<()> {
+    fn verify_signature(
+        &self,
+        _raw_body: &[u8],
+        _headers: &Headers,
+        _secret: &Secret,
+    ) -> Result<()> {
         Ok(())
     }
 }
@@ -322,7 +329,15 @@ impl StageContext {
         config: Value,
         state: Value,
     ) -> Self {
-        Self { run_id, trace_id, node_id, attempt, config, state, tocsin }
+        Self {
+            run_id,
+            trace_id,
+            node_id,
+            attempt,
+            config,
+            state,
+            tocsin,
+        }
     }
 
     /// A stable key for side effects of this node in this run (same across retries).
@@ -398,19 +413,25 @@ pub struct Registry<D: Descriptor> {
 
 impl<D: Descriptor> Clone for Registry<D> {
     fn clone(&self) -> Self {
-        Self { entries: self.entries.clone() }
+        Self {
+            entries: self.entries.clone(),
+        }
     }
 }
 
 impl<D: Descriptor> Default for Registry<D> {
     fn default() -> Self {
-        Self { entries: Vec::new() }
+        Self {
+            entries: Vec::new(),
+        }
     }
 }
 
 impl<D: Descriptor> std::fmt::Debug for Registry<D> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.entries.iter().map(|d| d.name())).finish()
+        f.debug_list()
+            .entries(self.entries.iter().map(|d| d.name()))
+            .finish()
     }
 }
 
@@ -437,7 +458,10 @@ impl<D: Descriptor> Registry<D> {
             (Some(d), None) => Ok(*d),
             (Some(_), Some(_)) => Err(Error::new(
                 ErrorKind::DuplicatePlugin,
-                format!("{} {name:?} is registered more than once; each plugin name must be unique", D::KIND),
+                format!(
+                    "{} {name:?} is registered more than once; each plugin name must be unique",
+                    D::KIND
+                ),
             )),
             (None, _) => Err(Error::not_found(format!(
                 "unknown {} {name:?}; available: {}",
@@ -459,7 +483,12 @@ impl<D: Descriptor> Registry<D> {
 
     /// Names registered more than once.
     pub fn duplicates(&self) -> Vec<&'static str> {
-        let mut dups: Vec<_> = self.entries.windows(2).filter(|w| w[0].name() == w[1].name()).map(|w| w[0].name()).collect();
+        let mut dups: Vec<_> = self
+            .entries
+            .windows(2)
+            .filter(|w| w[0].name() == w[1].name())
+            .map(|w| w[0].name())
+            .collect();
         dups.dedup();
         dups
     }
@@ -592,9 +621,24 @@ mod tests {
         Ok(Arc::new(Nop))
     }
 
-    static A: IngestorDescriptor = IngestorDescriptor { name: "b-one", description: "", config_example: "{}", build: build_nop };
-    static B: IngestorDescriptor = IngestorDescriptor { name: "a-one", description: "", config_example: "{}", build: build_nop };
-    static B2: IngestorDescriptor = IngestorDescriptor { name: "a-one", description: "", config_example: "{}", build: build_nop };
+    static A: IngestorDescriptor = IngestorDescriptor {
+        name: "b-one",
+        description: "",
+        config_example: "{}",
+        build: build_nop,
+    };
+    static B: IngestorDescriptor = IngestorDescriptor {
+        name: "a-one",
+        description: "",
+        config_example: "{}",
+        build: build_nop,
+    };
+    static B2: IngestorDescriptor = IngestorDescriptor {
+        name: "a-one",
+        description: "",
+        config_example: "{}",
+        build: build_nop,
+    };
 
     #[test]
     fn listing_is_sorted_and_registering_twice_is_a_no_op() {
@@ -612,7 +656,10 @@ mod tests {
         assert_eq!(err.kind(), ErrorKind::DuplicatePlugin);
         assert!(err.message().contains("\"a-one\""), "{err}");
         assert_eq!(r.duplicates(), vec!["a-one"]);
-        assert!(r.get("b-one").is_ok(), "one duplicate must not hide the others");
+        assert!(
+            r.get("b-one").is_ok(),
+            "one duplicate must not hide the others"
+        );
         let err = r.get("nope").err().unwrap();
         assert_eq!(err.kind(), ErrorKind::NotFound);
         assert!(err.message().contains("a-one, a-one, b-one"), "{err}");

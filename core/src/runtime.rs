@@ -30,7 +30,9 @@ struct Inner {
 
 impl std::fmt::Debug for Tocsin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tocsin").field("store", &self.inner.store).finish_non_exhaustive()
+        f.debug_struct("Tocsin")
+            .field("store", &self.inner.store)
+            .finish_non_exhaustive()
     }
 }
 
@@ -40,10 +42,21 @@ impl Tocsin {
         let hostname = std::env::var("HOSTNAME")
             .ok()
             .filter(|h| !h.is_empty())
-            .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_owned()))
+            .or_else(|| {
+                std::fs::read_to_string("/etc/hostname")
+                    .ok()
+                    .map(|h| h.trim().to_owned())
+            })
             .filter(|h| !h.is_empty())
             .unwrap_or_else(|| "localhost".to_owned());
-        Self { inner: Arc::new(Inner { store, plugins, config, hostname }) }
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                plugins,
+                config,
+                hostname,
+            }),
+        }
     }
 
     /// Storage.

@@ -70,7 +70,9 @@ pub const SECRET_KEYS: &[&str] = &[
 /// Whether a JSON field name names a secret (`smtp_password`, `X-Api-Key`, `webhook_url`...).
 pub fn is_secret_key(key: &str) -> bool {
     let k = key.to_ascii_lowercase().replace('-', "_");
-    SECRET_KEYS.iter().any(|s| k == *s || k.ends_with(&format!("_{s}")) || k.contains(s))
+    SECRET_KEYS
+        .iter()
+        .any(|s| k == *s || k.ends_with(&format!("_{s}")) || k.contains(s))
 }
 
 /// A copy of `value` with every secret-named field replaced by `**REDACTED**`, at any depth.

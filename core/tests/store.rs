@@ -2,9 +2,9 @@
 //! PostgreSQL too.
 
 use serde_json::json;
-use tocsin_core::domain::*;
-use tocsin_core::store::{self, testing, NewAlert, NewIncident, NewPipelineRun, NewStageExecution};
 use tocsin_core::ErrorKind;
+use tocsin_core::domain::*;
+use tocsin_core::store::{self, NewAlert, NewIncident, NewPipelineRun, NewStageExecution, testing};
 
 fn incident(title: &str, severity: Severity) -> NewIncident {
     NewIncident {
@@ -28,7 +28,9 @@ fn alert(fp: &str, incident_id: Option<i64>) -> NewAlert {
         annotations: Labels::new(),
         raw_payload: json!({"fingerprint": fp}),
         trace_id: "t-1".into(),
-        started_at: chrono::DateTime::parse_from_rfc3339("2026-11-27T10:00:00.123456Z").unwrap().to_utc(),
+        started_at: chrono::DateTime::parse_from_rfc3339("2026-11-27T10:00:00.123456Z")
+            .unwrap()
+            .to_utc(),
         ended_at: None,
         incident_id,
     }
@@ -51,7 +53,12 @@ async fn incidents_and_alerts_round_trip_with_typed_fields() {
         assert_eq!(inc.severity, Severity::Critical);
         assert_eq!(inc.metadata, json!({"k": 1}));
         assert_eq!(a.labels.get("instance").map(String::as_str), Some("web-1"));
-        assert_eq!(a.started_at.to_rfc3339(), "2026-11-27T10:00:00.123456+00:00", "{}", db.label);
+        assert_eq!(
+            a.started_at.to_rfc3339(),
+            "2026-11-27T10:00:00.123456+00:00",
+            "{}",
+            db.label
+        );
         assert_eq!(again.as_ref(), Some(&a), "{}", db.label);
         assert_eq!(a.incident_id, Some(inc.id));
     }
@@ -60,7 +67,10 @@ async fn incidents_and_alerts_round_trip_with_typed_fields() {
 #[tokio::test]
 async fn the_same_source_and_fingerprint_is_a_conflict_and_the_transaction_writes_nothing() {
     for db in testing::all().await {
-        db.store.write(|c| store::insert_alert(c, &alert("dup", None))).await.unwrap();
+        db.store
+            .write(|c| store::insert_alert(c, &alert("dup", None)))
+            .await
+            .unwrap();
         let err = db
             .store
             .write(|c| {
@@ -70,8 +80,16 @@ async fn the_same_source_and_fingerprint_is_a_conflict_and_the_transaction_write
             .await
             .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Conflict, "{}: {err}", db.label);
-        let incidents = db.store.run(|c| store::list_incidents(c, &Default::default())).await.unwrap();
-        assert!(incidents.is_empty(), "{}: the failed transaction left an incident behind", db.label);
+        let incidents = db
+            .store
+            .run(|c| store::list_incidents(c, &Default::default()))
+            .await
+            .unwrap();
+        assert!(
+            incidents.is_empty(),
+            "{}: the failed transaction left an incident behind",
+            db.label
+        );
     }
 }
 
@@ -82,9 +100,27 @@ async fn incident_transitions_are_stamped_and_recorded() {
             .store
             .write(|c| {
                 let inc = store::insert_incident(c, &incident("Disk", Severity::Warning))?;
-                let acked = store::set_incident_status(c, inc.id, IncidentStatus::Acknowledged, "ops", json!({}))?;
-                let resolved = store::set_incident_status(c, inc.id, IncidentStatus::Resolved, "system", json!({}))?;
-                let reopened = store::set_incident_status(c, inc.id, IncidentStatus::Open, "system", json!({}))?;
+                let acked = store::set_incident_status(
+                    c,
+                    inc.id,
+                    IncidentStatus::Acknowledged,
+                    "ops",
+                    json!({}),
+                )?;
+                let resolved = store::set_incident_status(
+                    c,
+                    inc.id,
+                    IncidentStatus::Resolved,
+                    "system",
+                    json!({}),
+                )?;
+                let reopened = store::set_incident_status(
+                    c,
+                    inc.id,
+                    IncidentStatus::Open,
+                    "system",
+                    json!({}),
+                )?;
                 let events = store::list_incident_events(c, inc.id)?;
                 Ok((acked, resolved, reopened, events))
             })
@@ -95,7 +131,12 @@ async fn incident_transitions_are_stamped_and_recorded() {
         assert_eq!(reopened.status, IncidentStatus::Open);
         assert!(reopened.resolved_at.is_none());
         let names: Vec<_> = events.iter().map(|e| e.event.as_str()).collect();
-        assert_eq!(names, ["acknowledged", "resolved", "reopened"], "{}", db.label);
+        assert_eq!(
+            names,
+            ["acknowledged", "resolved", "reopened"],
+            "{}",
+            db.label
+        );
         assert_eq!(events[0].actor, "ops");
     }
 }
@@ -106,7 +147,11 @@ async fn listing_filters_orders_newest_first_and_clamps() {
         db.store
             .write(|c| {
                 for i in 0..5 {
-                    let sev = if i % 2 == 0 { Severity::Critical } else { Severity::Info };
+                    let sev = if i % 2 == 0 {
+                        Severity::Critical
+                    } else {
+                        Severity::Info
+                    };
                     store::insert_incident(c, &incident(&format!("I{i}"), sev))?;
                 }
                 Ok(())
@@ -116,7 +161,13 @@ async fn listing_filters_orders_newest_first_and_clamps() {
         let crit = db
             .store
             .run(|c| {
-                store::list_incidents(c, &store::IncidentFilter { severity: Some(Severity::Critical), ..Default::default() })
+                store::list_incidents(
+                    c,
+                    &store::IncidentFilter {
+                        severity: Some(Severity::Critical),
+                        ..Default::default()
+                    },
+                )
             })
             .await
             .unwrap();
@@ -124,7 +175,16 @@ async fn listing_filters_orders_newest_first_and_clamps() {
         assert_eq!(titles, ["I4", "I2", "I0"], "{}", db.label);
         let one = db
             .store
-            .run(|c| store::list_incidents(c, &store::IncidentFilter { limit: 1, offset: 1, ..Default::default() }))
+            .run(|c| {
+                store::list_incidents(
+                    c,
+                    &store::IncidentFilter {
+                        limit: 1,
+                        offset: 1,
+                        ..Default::default()
+                    },
+                )
+            })
             .await
             .unwrap();
         assert_eq!(one.len(), 1);
@@ -167,13 +227,34 @@ async fn runs_and_stage_executions_enforce_one_row_per_attempt() {
             input_snapshot: json!({"password": "hunter2", "x": 1}),
         };
         let e2 = exec.clone();
-        let first = db.store.write(move |c| store::insert_stage_execution(c, &e2)).await.unwrap();
-        assert_eq!(first.input_snapshot, json!({"password": "**REDACTED**", "x": 1}), "{}", db.label);
-        let err = db.store.write(move |c| store::insert_stage_execution(c, &exec)).await.unwrap_err();
+        let first = db
+            .store
+            .write(move |c| store::insert_stage_execution(c, &e2))
+            .await
+            .unwrap();
+        assert_eq!(
+            first.input_snapshot,
+            json!({"password": "**REDACTED**", "x": 1}),
+            "{}",
+            db.label
+        );
+        let err = db
+            .store
+            .write(move |c| store::insert_stage_execution(c, &exec))
+            .await
+            .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Conflict, "{}", db.label);
-        let got = db.store.run(move |c| store::get_pipeline_run(c, &run_id)).await.unwrap();
+        let got = db
+            .store
+            .run(move |c| store::get_pipeline_run(c, &run_id))
+            .await
+            .unwrap();
         assert_eq!(got.trace_id, "trace-9");
-        let listed = db.store.run(move |c| store::list_stage_executions(c, got.id)).await.unwrap();
+        let listed = db
+            .store
+            .run(move |c| store::list_stage_executions(c, got.id))
+            .await
+            .unwrap();
         assert_eq!(listed.len(), 1);
     }
 }
@@ -184,7 +265,13 @@ async fn channels_definitions_checks_analyses_and_deliveries_round_trip() {
         let out = db
             .store
             .write(|c| {
-                store::insert_channel(c, "ops-slack", "slack", &json!({"webhook_url": "https://x"}), "ops")?;
+                store::insert_channel(
+                    c,
+                    "ops-slack",
+                    "slack",
+                    &json!({"webhook_url": "https://x"}),
+                    "ops",
+                )?;
                 let dup = store::insert_channel(c, "ops-slack", "slack", &json!({}), "");
                 assert_eq!(dup.unwrap_err().kind(), ErrorKind::Conflict);
                 Ok(())
@@ -193,20 +280,42 @@ async fn channels_definitions_checks_analyses_and_deliveries_round_trip() {
         // The conflict above aborts that transaction on PostgreSQL, so nothing of it is kept.
         assert!(out.is_ok() || db.label == "postgres");
         db.store
-            .write(|c| store::insert_channel(c, "mail", "email", &json!({"to": ["a@b"]}), "").map(|_| ()))
+            .write(|c| {
+                store::insert_channel(c, "mail", "email", &json!({"to": ["a@b"]}), "").map(|_| ())
+            })
             .await
             .unwrap();
-        let disabled = db.store.write(|c| store::set_channel_enabled(c, "mail", false)).await.unwrap();
+        let disabled = db
+            .store
+            .write(|c| store::set_channel_enabled(c, "mail", false))
+            .await
+            .unwrap();
         assert!(!disabled.enabled);
-        let enabled = db.store.run(|c| store::list_channels(c, true)).await.unwrap();
+        let enabled = db
+            .store
+            .run(|c| store::list_channels(c, true))
+            .await
+            .unwrap();
         assert!(enabled.iter().all(|ch| ch.enabled), "{}", db.label);
 
         let d1 = db
             .store
-            .write(|c| store::upsert_definition(c, "p", "first", &json!({"version": "1", "nodes": []}), &["a".into()]))
+            .write(|c| {
+                store::upsert_definition(
+                    c,
+                    "p",
+                    "first",
+                    &json!({"version": "1", "nodes": []}),
+                    &["a".into()],
+                )
+            })
             .await
             .unwrap();
-        let d2 = db.store.write(|c| store::upsert_definition(c, "p", "second", &json!({"version": "1"}), &[])).await.unwrap();
+        let d2 = db
+            .store
+            .write(|c| store::upsert_definition(c, "p", "second", &json!({"version": "1"}), &[]))
+            .await
+            .unwrap();
         assert_eq!((d1.version, d2.version), (1, 2), "{}", db.label);
         assert_eq!(d2.description, "second");
         assert_eq!(d1.tags, vec!["a".to_string()]);
@@ -222,7 +331,11 @@ async fn channels_definitions_checks_analyses_and_deliveries_round_trip() {
             duration_ms: 1.5,
             skipped: false,
         };
-        let run = db.store.write(move |c| store::insert_check_run(c, &check, "host-a", "t", None)).await.unwrap();
+        let run = db
+            .store
+            .write(move |c| store::insert_check_run(c, &check, "host-a", "t", None))
+            .await
+            .unwrap();
         assert_eq!(run.status, CheckStatus::Warning);
         assert_eq!(run.warning_threshold, Some(70.0));
 
@@ -237,13 +350,21 @@ async fn channels_definitions_checks_analyses_and_deliveries_round_trip() {
             incident_id: None,
             input_summary: "none".into(),
             recommendations: vec![],
-            usage: Some(tocsin_core::plugin::TokenUsage { prompt_tokens: 1, completion_tokens: 2, total_tokens: 3 }),
+            usage: Some(tocsin_core::plugin::TokenUsage {
+                prompt_tokens: 1,
+                completion_tokens: 2,
+                total_tokens: 3,
+            }),
             error_message: None,
             fallback_used: true,
             started_at: now,
             completed_at: Some(now),
         };
-        let a = db.store.write(move |c| store::insert_analysis_run(c, &analysis)).await.unwrap();
+        let a = db
+            .store
+            .write(move |c| store::insert_analysis_run(c, &analysis))
+            .await
+            .unwrap();
         assert_eq!(a.provider_config["api_key"], "**REDACTED**", "{}", db.label);
         assert_eq!(a.total_tokens, Some(3));
         assert!(a.fallback_used);
@@ -252,9 +373,13 @@ async fn channels_definitions_checks_analyses_and_deliveries_round_trip() {
 
 #[tokio::test]
 async fn a_bad_url_or_a_server_that_is_down_is_a_clear_error() {
-    let err = tocsin_core::store::Store::connect("mysql://x", 1).await.unwrap_err();
+    let err = tocsin_core::store::Store::connect("mysql://x", 1)
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidConfig);
-    let err = tocsin_core::store::Store::connect("postgres://nobody:pw@127.0.0.1:1/db", 1).await.unwrap_err();
+    let err = tocsin_core::store::Store::connect("postgres://nobody:pw@127.0.0.1:1/db", 1)
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Storage);
     assert!(err.message().contains("127.0.0.1"), "{err}");
     assert!(!err.message().contains("pw@"), "password leaked: {err}");

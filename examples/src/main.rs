@@ -102,7 +102,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("tocsin: cannot start the async runtime: {e}");
@@ -125,7 +128,11 @@ async fn run(command: Command, app: &App) -> anyhow::Result<ExitCode> {
             let store = Store::connect(&app.config.database_url, 1)
                 .await
                 .map_err(|e| anyhow::anyhow!("{}", e.message()))?;
-            let n = store.migrate().await.map_err(|e| anyhow::anyhow!("{}", e.message())).context("migrate")?;
+            let n = store
+                .migrate()
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", e.message()))
+                .context("migrate")?;
             println!("Applied {n} migration(s); the schema is up to date.");
             Ok(ExitCode::SUCCESS)
         }

@@ -11,9 +11,19 @@ use tocsin_notify as _;
 use tocsin_providers as _;
 
 fn assert_unique<D: Descriptor>(r: &Registry<D>) {
-    assert!(r.duplicates().is_empty(), "{} names registered twice: {:?}", D::KIND, r.duplicates());
+    assert!(
+        r.duplicates().is_empty(),
+        "{} names registered twice: {:?}",
+        D::KIND,
+        r.duplicates()
+    );
     for d in r.list() {
-        assert!(!d.name().is_empty() && !d.description().is_empty(), "{} {:?} lacks a description", D::KIND, d.name());
+        assert!(
+            !d.name().is_empty() && !d.description().is_empty(),
+            "{} {:?} lacks a description",
+            D::KIND,
+            d.name()
+        );
         assert!(
             serde_json::from_str::<serde_json::Value>(d.config_example()).is_ok(),
             "the example config of {} {:?} is not JSON",

@@ -93,7 +93,11 @@ pub fn list_incidents(conn: &mut AnyConnection, f: &IncidentFilter) -> Result<Ve
     if let Some(s) = f.severity {
         q = q.filter(incidents::severity.eq(s.as_str()));
     }
-    let limit = if f.limit == 0 { 100 } else { clamp_limit(f.limit) };
+    let limit = if f.limit == 0 {
+        100
+    } else {
+        clamp_limit(f.limit)
+    };
     q.order((incidents::created_at.desc(), incidents::id.desc()))
         .limit(limit)
         .offset(f.offset.max(0))
@@ -124,20 +128,40 @@ pub fn set_incident_status(
             ))
             .execute(conn)?,
         IncidentStatus::Acknowledged => diesel::update(target)
-            .set((incidents::status.eq(status.as_str()), incidents::updated_at.eq(t), incidents::acknowledged_at.eq(t)))
+            .set((
+                incidents::status.eq(status.as_str()),
+                incidents::updated_at.eq(t),
+                incidents::acknowledged_at.eq(t),
+            ))
             .execute(conn)?,
         IncidentStatus::Resolved => diesel::update(target)
-            .set((incidents::status.eq(status.as_str()), incidents::updated_at.eq(t), incidents::resolved_at.eq(t)))
+            .set((
+                incidents::status.eq(status.as_str()),
+                incidents::updated_at.eq(t),
+                incidents::resolved_at.eq(t),
+            ))
             .execute(conn)?,
         IncidentStatus::Closed => diesel::update(target)
-            .set((incidents::status.eq(status.as_str()), incidents::updated_at.eq(t), incidents::closed_at.eq(t)))
+            .set((
+                incidents::status.eq(status.as_str()),
+                incidents::updated_at.eq(t),
+                incidents::closed_at.eq(t),
+            ))
             .execute(conn)?,
     };
     let event = match (before.status, status) {
         (IncidentStatus::Resolved | IncidentStatus::Closed, IncidentStatus::Open) => "reopened",
         (_, s) => s.as_str(),
     };
-    add_incident_event(conn, id, event, before.status.as_str(), status.as_str(), actor, details)?;
+    add_incident_event(
+        conn,
+        id,
+        event,
+        before.status.as_str(),
+        status.as_str(),
+        actor,
+        details,
+    )?;
     get_incident(conn, id)
 }
 
@@ -167,7 +191,10 @@ pub fn add_incident_event(
 }
 
 /// An incident's events, oldest first.
-pub fn list_incident_events(conn: &mut AnyConnection, incident_id: i64) -> Result<Vec<IncidentEvent>> {
+pub fn list_incident_events(
+    conn: &mut AnyConnection,
+    incident_id: i64,
+) -> Result<Vec<IncidentEvent>> {
     incident_events::table
         .filter(incident_events::incident_id.eq(incident_id))
         .order((incident_events::created_at.asc(), incident_events::id.asc()))
@@ -250,9 +277,17 @@ pub fn get_alert(conn: &mut AnyConnection, id: i64) -> Result<Alert> {
 }
 
 /// The alert with this identity, if any.
-pub fn find_alert(conn: &mut AnyConnection, source: &str, fingerprint: &str) -> Result<Option<Alert>> {
+pub fn find_alert(
+    conn: &mut AnyConnection,
+    source: &str,
+    fingerprint: &str,
+) -> Result<Option<Alert>> {
     alerts::table
-        .filter(alerts::source.eq(source).and(alerts::fingerprint.eq(fingerprint)))
+        .filter(
+            alerts::source
+                .eq(source)
+                .and(alerts::fingerprint.eq(fingerprint)),
+        )
         .select(alerts::all_columns)
         .first::<AlertRow>(conn)
         .optional()?
@@ -292,7 +327,11 @@ pub fn list_alerts(conn: &mut AnyConnection, f: &AlertFilter) -> Result<Vec<Aler
     if let Some(i) = f.incident_id {
         q = q.filter(alerts::incident_id.eq(i));
     }
-    let limit = if f.limit == 0 { 100 } else { clamp_limit(f.limit) };
+    let limit = if f.limit == 0 {
+        100
+    } else {
+        clamp_limit(f.limit)
+    };
     q.order((alerts::received_at.desc(), alerts::id.desc()))
         .limit(limit)
         .offset(f.offset.max(0))
@@ -369,8 +408,14 @@ pub fn insert_check_run(
 }
 
 /// Check runs, newest first, optionally of one checker.
-pub fn list_check_runs(conn: &mut AnyConnection, checker: Option<&str>, limit: i64) -> Result<Vec<CheckRun>> {
-    let mut q = check_runs::table.select(check_runs::all_columns).into_boxed();
+pub fn list_check_runs(
+    conn: &mut AnyConnection,
+    checker: Option<&str>,
+    limit: i64,
+) -> Result<Vec<CheckRun>> {
+    let mut q = check_runs::table
+        .select(check_runs::all_columns)
+        .into_boxed();
     if let Some(c) = checker {
         q = q.filter(check_runs::checker_name.eq(c.to_owned()));
     }
@@ -420,14 +465,17 @@ pub struct NewAnalysisRun {
 
 /// Records an analysis.
 pub fn insert_analysis_run(conn: &mut AnyConnection, new: &NewAnalysisRun) -> Result<AnalysisRun> {
-    let duration = new.completed_at.map(|c| (c - new.started_at).num_microseconds().unwrap_or(0) as f64 / 1000.0);
+    let duration = new
+        .completed_at
+        .map(|c| (c - new.started_at).num_microseconds().unwrap_or(0) as f64 / 1000.0);
     let count = i32::try_from(new.recommendations.len()).unwrap_or(i32::MAX);
     let row: AnalysisRunRow = diesel::insert_into(analysis_runs::table)
         .values((
             analysis_runs::trace_id.eq(&new.trace_id),
             analysis_runs::run_id.eq(new.run_id.as_deref()),
             analysis_runs::provider.eq(&new.provider),
-            analysis_runs::provider_config.eq(json_to(&crate::secret::redact(&new.provider_config))?),
+            analysis_runs::provider_config
+                .eq(json_to(&crate::secret::redact(&new.provider_config))?),
             analysis_runs::model_name.eq(new.model_name.as_deref()),
             analysis_runs::status.eq(new.status.as_str()),
             analysis_runs::incident_id.eq(new.incident_id),
@@ -450,8 +498,14 @@ pub fn insert_analysis_run(conn: &mut AnyConnection, new: &NewAnalysisRun) -> Re
 }
 
 /// Analysis runs, newest first.
-pub fn list_analysis_runs(conn: &mut AnyConnection, incident_id: Option<i64>, limit: i64) -> Result<Vec<AnalysisRun>> {
-    let mut q = analysis_runs::table.select(analysis_runs::all_columns).into_boxed();
+pub fn list_analysis_runs(
+    conn: &mut AnyConnection,
+    incident_id: Option<i64>,
+    limit: i64,
+) -> Result<Vec<AnalysisRun>> {
+    let mut q = analysis_runs::table
+        .select(analysis_runs::all_columns)
+        .into_boxed();
     if let Some(i) = incident_id {
         q = q.filter(analysis_runs::incident_id.eq(i));
     }
@@ -536,14 +590,20 @@ pub struct RunFilter {
 
 /// Runs, newest first.
 pub fn list_pipeline_runs(conn: &mut AnyConnection, f: &RunFilter) -> Result<Vec<PipelineRun>> {
-    let mut q = pipeline_runs::table.select(pipeline_runs::all_columns).into_boxed();
+    let mut q = pipeline_runs::table
+        .select(pipeline_runs::all_columns)
+        .into_boxed();
     if let Some(s) = f.status {
         q = q.filter(pipeline_runs::status.eq(s.as_str()));
     }
     if let Some(s) = &f.source {
         q = q.filter(pipeline_runs::source.eq(s.clone()));
     }
-    let limit = if f.limit == 0 { 100 } else { clamp_limit(f.limit) };
+    let limit = if f.limit == 0 {
+        100
+    } else {
+        clamp_limit(f.limit)
+    };
     q.order((pipeline_runs::created_at.desc(), pipeline_runs::id.desc()))
         .limit(limit)
         .load::<PipelineRunRow>(conn)?
@@ -572,7 +632,10 @@ pub struct NewStageExecution {
 }
 
 /// Records the start of a node attempt; the (run, node, attempt) triple is unique.
-pub fn insert_stage_execution(conn: &mut AnyConnection, new: &NewStageExecution) -> Result<StageExecution> {
+pub fn insert_stage_execution(
+    conn: &mut AnyConnection,
+    new: &NewStageExecution,
+) -> Result<StageExecution> {
     let row: StageExecutionRow = diesel::insert_into(stage_executions::table)
         .values((
             stage_executions::pipeline_run_id.eq(new.pipeline_run_id),
@@ -581,7 +644,8 @@ pub fn insert_stage_execution(conn: &mut AnyConnection, new: &NewStageExecution)
             stage_executions::attempt.eq(new.attempt),
             stage_executions::status.eq(new.status.as_str()),
             stage_executions::idempotency_key.eq(&new.idempotency_key),
-            stage_executions::input_snapshot.eq(json_to(&crate::secret::redact(&new.input_snapshot))?),
+            stage_executions::input_snapshot
+                .eq(json_to(&crate::secret::redact(&new.input_snapshot))?),
             stage_executions::output_snapshot.eq("{}"),
             stage_executions::error_retryable.eq(false),
             stage_executions::started_at.eq(Some(now())),
@@ -592,7 +656,10 @@ pub fn insert_stage_execution(conn: &mut AnyConnection, new: &NewStageExecution)
 }
 
 /// A run's stage executions in execution order.
-pub fn list_stage_executions(conn: &mut AnyConnection, pipeline_run_id: i64) -> Result<Vec<StageExecution>> {
+pub fn list_stage_executions(
+    conn: &mut AnyConnection,
+    pipeline_run_id: i64,
+) -> Result<Vec<StageExecution>> {
     stage_executions::table
         .filter(stage_executions::pipeline_run_id.eq(pipeline_run_id))
         .order(stage_executions::id.asc())
@@ -642,21 +709,40 @@ pub fn get_channel(conn: &mut AnyConnection, name: &str) -> Result<NotificationC
 }
 
 /// Every channel, by name.
-pub fn list_channels(conn: &mut AnyConnection, only_enabled: bool) -> Result<Vec<NotificationChannel>> {
-    let mut q = notification_channels::table.select(notification_channels::all_columns).into_boxed();
+pub fn list_channels(
+    conn: &mut AnyConnection,
+    only_enabled: bool,
+) -> Result<Vec<NotificationChannel>> {
+    let mut q = notification_channels::table
+        .select(notification_channels::all_columns)
+        .into_boxed();
     if only_enabled {
         q = q.filter(notification_channels::enabled.eq(true));
     }
-    q.order(notification_channels::name.asc()).load::<NotificationChannelRow>(conn)?.into_iter().map(TryInto::try_into).collect()
+    q.order(notification_channels::name.asc())
+        .load::<NotificationChannelRow>(conn)?
+        .into_iter()
+        .map(TryInto::try_into)
+        .collect()
 }
 
 /// Enables or disables a channel.
-pub fn set_channel_enabled(conn: &mut AnyConnection, name: &str, enabled: bool) -> Result<NotificationChannel> {
-    let n = diesel::update(notification_channels::table.filter(notification_channels::name.eq(name)))
-        .set((notification_channels::enabled.eq(enabled), notification_channels::updated_at.eq(now())))
-        .execute(conn)?;
+pub fn set_channel_enabled(
+    conn: &mut AnyConnection,
+    name: &str,
+    enabled: bool,
+) -> Result<NotificationChannel> {
+    let n =
+        diesel::update(notification_channels::table.filter(notification_channels::name.eq(name)))
+            .set((
+                notification_channels::enabled.eq(enabled),
+                notification_channels::updated_at.eq(now()),
+            ))
+            .execute(conn)?;
     if n == 0 {
-        return Err(Error::not_found(format!("notification channel {name:?} not found")));
+        return Err(Error::not_found(format!(
+            "notification channel {name:?} not found"
+        )));
     }
     get_channel(conn, name)
 }
@@ -668,24 +754,31 @@ pub fn update_channel(
     config: &Value,
     description: &str,
 ) -> Result<NotificationChannel> {
-    let n = diesel::update(notification_channels::table.filter(notification_channels::name.eq(name)))
-        .set((
-            notification_channels::config.eq(json_to(config)?),
-            notification_channels::description.eq(description),
-            notification_channels::updated_at.eq(now()),
-        ))
-        .execute(conn)?;
+    let n =
+        diesel::update(notification_channels::table.filter(notification_channels::name.eq(name)))
+            .set((
+                notification_channels::config.eq(json_to(config)?),
+                notification_channels::description.eq(description),
+                notification_channels::updated_at.eq(now()),
+            ))
+            .execute(conn)?;
     if n == 0 {
-        return Err(Error::not_found(format!("notification channel {name:?} not found")));
+        return Err(Error::not_found(format!(
+            "notification channel {name:?} not found"
+        )));
     }
     get_channel(conn, name)
 }
 
 /// Deletes a channel.
 pub fn delete_channel(conn: &mut AnyConnection, name: &str) -> Result<()> {
-    let n = diesel::delete(notification_channels::table.filter(notification_channels::name.eq(name))).execute(conn)?;
+    let n =
+        diesel::delete(notification_channels::table.filter(notification_channels::name.eq(name)))
+            .execute(conn)?;
     if n == 0 {
-        return Err(Error::not_found(format!("notification channel {name:?} not found")));
+        return Err(Error::not_found(format!(
+            "notification channel {name:?} not found"
+        )));
     }
     Ok(())
 }
@@ -743,8 +836,14 @@ pub fn insert_delivery(conn: &mut AnyConnection, new: &NewDelivery) -> Result<De
 }
 
 /// Deliveries, newest first, optionally of one run.
-pub fn list_deliveries(conn: &mut AnyConnection, run_id: Option<&str>, limit: i64) -> Result<Vec<Delivery>> {
-    let mut q = deliveries::table.select(deliveries::all_columns).into_boxed();
+pub fn list_deliveries(
+    conn: &mut AnyConnection,
+    run_id: Option<&str>,
+    limit: i64,
+) -> Result<Vec<Delivery>> {
+    let mut q = deliveries::table
+        .select(deliveries::all_columns)
+        .into_boxed();
     if let Some(r) = run_id {
         q = q.filter(deliveries::run_id.eq(r.to_owned()));
     }
@@ -826,12 +925,21 @@ pub fn list_definitions(conn: &mut AnyConnection) -> Result<Vec<PipelineDefiniti
 }
 
 /// Activates or deactivates a definition.
-pub fn set_definition_active(conn: &mut AnyConnection, name: &str, active: bool) -> Result<PipelineDefinition> {
+pub fn set_definition_active(
+    conn: &mut AnyConnection,
+    name: &str,
+    active: bool,
+) -> Result<PipelineDefinition> {
     let n = diesel::update(pipeline_definitions::table.filter(pipeline_definitions::name.eq(name)))
-        .set((pipeline_definitions::active.eq(active), pipeline_definitions::updated_at.eq(now())))
+        .set((
+            pipeline_definitions::active.eq(active),
+            pipeline_definitions::updated_at.eq(now()),
+        ))
         .execute(conn)?;
     if n == 0 {
-        return Err(Error::not_found(format!("pipeline definition {name:?} not found")));
+        return Err(Error::not_found(format!(
+            "pipeline definition {name:?} not found"
+        )));
     }
     get_definition(conn, name)
 }

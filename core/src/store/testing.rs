@@ -24,7 +24,9 @@ pub struct TestDb {
 
 impl std::fmt::Debug for TestDb {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TestDb").field("label", &self.label).finish_non_exhaustive()
+        f.debug_struct("TestDb")
+            .field("label", &self.label)
+            .finish_non_exhaustive()
     }
 }
 
@@ -33,10 +35,19 @@ pub const POSTGRES_ENV: &str = "TOCSIN_TEST_POSTGRES_URL";
 
 /// A fresh SQLite database in a temporary folder.
 pub async fn sqlite() -> TestDb {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("cannot create a temporary folder: {e}"));
+    let dir =
+        tempfile::tempdir().unwrap_or_else(|e| panic!("cannot create a temporary folder: {e}"));
     let url = format!("sqlite://{}", dir.path().join("tocsin-test.db").display());
-    let store = Store::open(&url, 4).await.unwrap_or_else(|e| panic!("cannot open {url}: {e}"));
-    TestDb { store, label: "sqlite", url, pg_cleanup: None, _dir: Some(dir) }
+    let store = Store::open(&url, 4)
+        .await
+        .unwrap_or_else(|e| panic!("cannot open {url}: {e}"));
+    TestDb {
+        store,
+        label: "sqlite",
+        url,
+        pg_cleanup: None,
+        _dir: Some(dir),
+    }
 }
 
 /// A fresh PostgreSQL schema, or `None` when `TOCSIN_TEST_POSTGRES_URL` is unset.
@@ -64,10 +75,22 @@ pub async fn postgres() -> Option<TestDb> {
     .unwrap_or_else(|e| panic!("setup task failed: {e}"));
     let sep = if base.contains('?') { '&' } else { '?' };
     let url = format!("{base}{sep}options=-csearch_path%3D{schema}");
-    let store = Store::open(&url, 4).await.unwrap_or_else(|e| panic!("cannot open PostgreSQL schema {schema}: {e}"));
+    let store = Store::open(&url, 4)
+        .await
+        .unwrap_or_else(|e| panic!("cannot open PostgreSQL schema {schema}: {e}"));
     // Written past the harness's capture on purpose: the log must show the PostgreSQL suite ran.
-    let _ = writeln!(std::io::stdout(), "[tocsin test] using PostgreSQL ({}) schema {schema}", crate::config::redact_url(&base));
-    Some(TestDb { store, label: "postgres", url, pg_cleanup: Some((base, schema)), _dir: None })
+    let _ = writeln!(
+        std::io::stdout(),
+        "[tocsin test] using PostgreSQL ({}) schema {schema}",
+        crate::config::redact_url(&base)
+    );
+    Some(TestDb {
+        store,
+        label: "postgres",
+        url,
+        pg_cleanup: Some((base, schema)),
+        _dir: None,
+    })
 }
 
 /// SQLite always, and PostgreSQL when configured: run a store test against each.

@@ -22,8 +22,8 @@ use async_trait::async_trait;
 use serde_json::Value;
 use tocsin_core::domain::{AlertStatus, Labels, Severity};
 use tocsin_core::plugin::{
-    BuildContext, DeliveryReceipt, Ingestor, IngestorDescriptor, Notification, NormalizedAlert, NotifyDriver,
-    NotifyDriverDescriptor, ParsedPayload,
+    BuildContext, DeliveryReceipt, Ingestor, IngestorDescriptor, NormalizedAlert, Notification,
+    NotifyDriver, NotifyDriverDescriptor, ParsedPayload,
 };
 use tocsin_core::{Error, ErrorKind, Result};
 
@@ -40,12 +40,19 @@ impl Ingestor for AcmeIngestor {
         let a = body
             .get("acme_alert")
             .and_then(Value::as_object)
-            .ok_or_else(|| Error::new(ErrorKind::UnrecognizedPayload, "acme: missing the `acme_alert` object"))?;
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::UnrecognizedPayload,
+                    "acme: missing the `acme_alert` object",
+                )
+            })?;
         let field = |name: &str| -> Result<String> {
             a.get(name)
                 .and_then(Value::as_str)
                 .map(str::to_owned)
-                .ok_or_else(|| Error::invalid_input(format!("acme: `acme_alert.{name}` must be a string")))
+                .ok_or_else(|| {
+                    Error::invalid_input(format!("acme: `acme_alert.{name}` must be a string"))
+                })
         };
         // Identity first, so an alert without one is reported for that before anything else.
         let (id, check, host) = (field("id")?, field("check")?, field("host")?);
@@ -54,7 +61,11 @@ impl Ingestor for AcmeIngestor {
             "warn" => Severity::Warning,
             _ => Severity::Info,
         };
-        let status = if field("state")? == "closed" { AlertStatus::Resolved } else { AlertStatus::Firing };
+        let status = if field("state")? == "closed" {
+            AlertStatus::Resolved
+        } else {
+            AlertStatus::Firing
+        };
         let mut labels = Labels::new();
         labels.insert("host".into(), host);
         Ok(ParsedPayload {
@@ -63,7 +74,11 @@ impl Ingestor for AcmeIngestor {
                 name: check,
                 status,
                 severity,
-                description: a.get("text").and_then(Value::as_str).unwrap_or_default().to_owned(),
+                description: a
+                    .get("text")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned(),
                 labels,
                 annotations: Labels::new(),
                 started_at: None,
@@ -102,13 +117,19 @@ impl NotifyDriver for AppendFile {
         let path = self.path.clone();
         // File I/O is blocking: keep it off the async executor.
         let written = tokio::task::spawn_blocking(move || {
-            let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)?;
             f.write_all(line.as_bytes())
         })
         .await
         .map_err(|e| Error::internal(format!("append-file: {e}")))?;
         written.map_err(|e| Error::new(ErrorKind::Upstream, format!("append-file: {e}")))?;
-        Ok(DeliveryReceipt { message_id: None, response: Some("appended".into()) })
+        Ok(DeliveryReceipt {
+            message_id: None,
+            response: Some("appended".into()),
+        })
     }
 }
 

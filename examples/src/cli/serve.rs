@@ -40,7 +40,9 @@ pub async fn run(args: ServeArgs, app: &App) -> anyhow::Result<ExitCode> {
     }
     let state = tocsin_http::AppState::new(tocsin.clone());
     let router = tocsin_http::router(state);
-    let listener = tokio::net::TcpListener::bind(bind).await.with_context(|| format!("cannot listen on {bind}"))?;
+    let listener = tokio::net::TcpListener::bind(bind)
+        .await
+        .with_context(|| format!("cannot listen on {bind}"))?;
     let local = listener.local_addr().unwrap_or(bind);
     tracing::info!(
         addr = %local,
@@ -48,7 +50,10 @@ pub async fn run(args: ServeArgs, app: &App) -> anyhow::Result<ExitCode> {
         version = tocsin_core::VERSION,
         "tocsin is serving on http://{local}/"
     );
-    axum::serve(listener, router).with_graceful_shutdown(shutdown_signal()).await.context("server failed")?;
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("server failed")?;
     tracing::info!("tocsin stopped cleanly.");
     Ok(ExitCode::SUCCESS)
 }
