@@ -69,6 +69,14 @@ pub struct Config {
     pub templates_dir: Option<PathBuf>,
     /// `TOCSIN_DB_POOL_SIZE` / `db_pool_size`: storage connections. Default 8.
     pub db_pool_size: u32,
+    /// `TOCSIN_TASKS_EAGER` / `tasks_eager`: run pipelines inline instead of through the queue.
+    /// Default false.
+    pub tasks_eager: bool,
+    /// `TOCSIN_WORKERS` / `workers`: pipeline workers inside `tocsin serve`. Default 2.
+    pub workers: u32,
+    /// `TOCSIN_BROKER_URL` / `broker_url`: optional `redis://` URL; run ids are then also
+    /// delivered over a Redis Stream. Default none (the database queue alone).
+    pub broker_url: Option<String>,
 }
 
 impl Default for Config {
@@ -85,6 +93,9 @@ impl Default for Config {
             allow_public_bind: false,
             templates_dir: None,
             db_pool_size: 8,
+            tasks_eager: false,
+            workers: 2,
+            broker_url: None,
         }
     }
 }
@@ -143,6 +154,9 @@ struct FileConfig {
     allow_public_bind: Option<bool>,
     templates_dir: Option<PathBuf>,
     db_pool_size: Option<u32>,
+    tasks_eager: Option<bool>,
+    workers: Option<u32>,
+    broker_url: Option<String>,
 }
 
 impl Config {
@@ -211,6 +225,15 @@ impl Config {
         if let Some(v) = f.db_pool_size {
             self.db_pool_size = v;
         }
+        if let Some(v) = f.tasks_eager {
+            self.tasks_eager = v;
+        }
+        if let Some(v) = f.workers {
+            self.workers = v;
+        }
+        if f.broker_url.is_some() {
+            self.broker_url = f.broker_url;
+        }
         Ok(())
     }
 
@@ -245,6 +268,15 @@ impl Config {
         if let Some(v) = env("TOCSIN_TEMPLATES_DIR") {
             self.templates_dir = (!v.is_empty()).then(|| PathBuf::from(v));
         }
+        if let Some(v) = env("TOCSIN_TASKS_EAGER") {
+            self.tasks_eager = parse_bool("TOCSIN_TASKS_EAGER", &v)?;
+        }
+        if let Some(v) = env("TOCSIN_WORKERS") {
+            self.workers = parse_num("TOCSIN_WORKERS", &v, "a whole number from 0 to 64")?;
+        }
+        if let Some(v) = env("TOCSIN_BROKER_URL") {
+            self.broker_url = (!v.trim().is_empty()).then(|| v.trim().to_owned());
+        }
         if let Some(v) = env("TOCSIN_DB_POOL_SIZE") {
             self.db_pool_size =
                 parse_num("TOCSIN_DB_POOL_SIZE", &v, "a whole number from 1 to 256")?;
@@ -274,6 +306,22 @@ impl Config {
                 value: self.db_pool_size.to_string(),
                 expected: "a whole number from 1 to 256".into(),
             });
+        }
+        if self.workers > 64 {
+            return Err(ConfigError::InvalidValue {
+                name: "TOCSIN_WORKERS".into(),
+                value: self.workers.to_string(),
+                expected: "a whole number from 0 to 64".into(),
+            });
+        }
+        if let Some(url) = &self.broker_url {
+            if !url.starts_with("redis://") && !url.starts_with("rediss://") {
+                return Err(ConfigError::InvalidValue {
+                    name: "TOCSIN_BROKER_URL".into(),
+                    value: redact_url(url),
+                    expected: "a redis:// or rediss:// URL".into(),
+                });
+            }
         }
         Ok(())
     }

@@ -375,6 +375,8 @@ pub struct PipelineRun {
     pub lease_expires_at: Option<DateTime<Utc>>,
     /// Earliest time a worker may pick it up (retry backoff).
     pub next_attempt_at: Option<DateTime<Utc>>,
+    /// Last resumed; retry budgets count failures since then.
+    pub resumed_at: Option<DateTime<Utc>>,
 }
 
 /// One attempt of one node of a pipeline run.

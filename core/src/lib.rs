@@ -40,6 +40,7 @@
 
 pub mod config;
 pub mod domain;
+pub mod engine;
 pub mod error;
 pub mod plugin;
 pub mod runtime;

@@ -73,9 +73,14 @@ impl DatabaseUrl {
         if url == "sqlite::memory:" || url == "sqlite://:memory:" {
             return Ok(Self::Sqlite(":memory:".to_owned()));
         }
-        if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+        if let Some(path) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        {
             if path.is_empty() {
-                return Err(Error::invalid_config("a sqlite URL needs a file path, such as sqlite://tocsin.db"));
+                return Err(Error::invalid_config(
+                    "a sqlite URL needs a file path, such as sqlite://tocsin.db",
+                ));
             }
             return Ok(Self::Sqlite(path.to_owned()));
         }
@@ -115,7 +120,8 @@ impl ManageConnection for Manager {
     fn connect(&self) -> std::result::Result<AnyConnection, ConnectError> {
         match &self.url {
             DatabaseUrl::Sqlite(path) => {
-                let mut c = diesel::SqliteConnection::establish(path).map_err(|e| ConnectError(e.to_string()))?;
+                let mut c = diesel::SqliteConnection::establish(path)
+                    .map_err(|e| ConnectError(e.to_string()))?;
                 // WAL lets readers run beside the writer; the busy timeout makes a second process wait
                 // instead of failing; foreign keys are off by default in SQLite.
                 c.batch_execute(
@@ -126,14 +132,16 @@ impl ManageConnection for Manager {
                 Ok(AnyConnection::Sqlite(c))
             }
             DatabaseUrl::Postgres(url) => {
-                let c = diesel::PgConnection::establish(url).map_err(|e| ConnectError(e.to_string().trim().to_owned()))?;
+                let c = diesel::PgConnection::establish(url)
+                    .map_err(|e| ConnectError(e.to_string().trim().to_owned()))?;
                 Ok(AnyConnection::Postgres(c))
             }
         }
     }
 
     fn is_valid(&self, conn: &mut AnyConnection) -> std::result::Result<(), ConnectError> {
-        conn.batch_execute("SELECT 1").map_err(|e| ConnectError(e.to_string()))
+        conn.batch_execute("SELECT 1")
+            .map_err(|e| ConnectError(e.to_string()))
     }
 
     fn has_broken(&self, _conn: &mut AnyConnection) -> bool {
@@ -151,7 +159,9 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("backend", &self.backend).finish_non_exhaustive()
+        f.debug_struct("Store")
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
     }
 }
 
@@ -162,7 +172,11 @@ impl Store {
         let parsed = DatabaseUrl::parse(url)?;
         let backend = parsed.backend();
         // An in-memory SQLite database lives in one connection: more would each see an empty one.
-        let size = if parsed == DatabaseUrl::Sqlite(":memory:".into()) { 1 } else { pool_size.max(1) };
+        let size = if parsed == DatabaseUrl::Sqlite(":memory:".into()) {
+            1
+        } else {
+            pool_size.max(1)
+        };
         let shown = crate::config::redact_url(url);
         let pool = tokio::task::spawn_blocking(move || {
             let manager = Manager { url: parsed };
@@ -181,7 +195,11 @@ impl Store {
         .map_err(|e| Error::internal(format!("connection task failed: {e}")))?
         .map_err(|e| Error::storage(format!("cannot connect to {shown}: {e}")))?;
         let write_lock = (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(())));
-        Ok(Self { pool, backend, write_lock })
+        Ok(Self {
+            pool,
+            backend,
+            write_lock,
+        })
     }
 
     /// Connects and brings the schema up to date: what a process does at start-up.
@@ -200,11 +218,15 @@ impl Store {
     pub async fn migrate(&self) -> Result<usize> {
         self.run(|conn| {
             let applied = match conn {
-                AnyConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|v| v.len()),
+                AnyConnection::Sqlite(c) => {
+                    c.run_pending_migrations(SQLITE_MIGRATIONS).map(|v| v.len())
+                }
                 AnyConnection::Postgres(c) => {
                     // Two processes starting together must not both create the tables.
                     c.batch_execute("SELECT pg_advisory_lock(7243001)")?;
-                    let r = c.run_pending_migrations(POSTGRES_MIGRATIONS).map(|v| v.len());
+                    let r = c
+                        .run_pending_migrations(POSTGRES_MIGRATIONS)
+                        .map(|v| v.len());
                     c.batch_execute("SELECT pg_advisory_unlock(7243001)")?;
                     r
                 }
@@ -229,7 +251,9 @@ impl Store {
         let span = tracing::Span::current();
         tokio::task::spawn_blocking(move || {
             let _entered = span.enter();
-            let mut conn = pool.get().map_err(|e| Error::storage(format!("no database connection: {e}")))?;
+            let mut conn = pool
+                .get()
+                .map_err(|e| Error::storage(format!("no database connection: {e}")))?;
             f(&mut conn)
         })
         .await
@@ -284,6 +308,6 @@ pub(crate) fn json_from<T: serde::de::DeserializeOwned>(text: &str, column: &str
 }
 
 /// Serialises a value for a JSON text column.
-pub(crate) fn json_to<T: serde::Serialize + ?Sized>(value: &T) -> Result<String> {
+pub fn json_to<T: serde::Serialize + ?Sized>(value: &T) -> Result<String> {
     serde_json::to_string(value).map_err(|e| Error::internal(format!("cannot serialise JSON: {e}")))
 }

@@ -283,6 +283,7 @@ pub struct PipelineRunRow {
     pub lease_owner: Option<String>,
     pub lease_expires_at: Option<NaiveDateTime>,
     pub next_attempt_at: Option<NaiveDateTime>,
+    pub resumed_at: Option<NaiveDateTime>,
 }
 
 impl TryFrom<PipelineRunRow> for PipelineRun {
@@ -313,6 +314,7 @@ impl TryFrom<PipelineRunRow> for PipelineRun {
             lease_owner: row.lease_owner,
             lease_expires_at: row.lease_expires_at.map(ts),
             next_attempt_at: row.next_attempt_at.map(ts),
+            resumed_at: row.resumed_at.map(ts),
         })
     }
 }

@@ -133,6 +133,7 @@ diesel::table! {
         lease_owner -> Nullable<Text>,
         lease_expires_at -> Nullable<Timestamp>,
         next_attempt_at -> Nullable<Timestamp>,
+        resumed_at -> Nullable<Timestamp>,
     }
 }
 

@@ -133,7 +133,8 @@ CREATE TABLE pipeline_runs (
     total_duration_ms DOUBLE PRECISION,
     lease_owner TEXT,
     lease_expires_at TIMESTAMP,
-    next_attempt_at TIMESTAMP
+    next_attempt_at TIMESTAMP,
+    resumed_at TIMESTAMP
 );
 CREATE UNIQUE INDEX pipeline_runs_run_id ON pipeline_runs (run_id);
 CREATE INDEX pipeline_runs_status_next ON pipeline_runs (status, next_attempt_at);

@@ -1,0 +1,893 @@
+//! The pipeline engine: one durable state machine for the default pipeline and every stored
+//! definition.
+//!
+//! A run is a row of `pipeline_runs`; each attempt of each node is a row of `stage_executions`
+//! with its input and output snapshots. Workers claim due runs from the database with a lease
+//! ([`queue`]); a worker executes nodes in definition order, skipping those that already succeeded
+//! (so a run resumed after a crash or a failure never repeats a finished node), and:
+//! - retries a node's temporary error by scheduling the run again after an exponential backoff
+//!   with jitter (the run is `retrying`, no thread sleeps), up to `max_retries` per node;
+//! - fails the run on a permanent error (or when retries are exhausted) of a required node;
+//! - records an optional node's failure, and nodes skipped by `skip_if_errors`, as skipped with
+//!   the reason, and goes on.
+//!
+//! Statuses: `pending -> processing -> ingested -> checked -> analyzed -> notified`, `retrying`,
+//! `failed`. While a worker holds a run it is `processing`; between nodes it reports the last
+//! completed stage kind.
+
+pub mod definition;
+pub mod queue;
+pub mod transform;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use tokio::sync::Notify;
+use tracing::Instrument;
+
+pub use definition::{Definition, Node, Problem};
+
+use crate::Tocsin;
+use crate::domain::{PipelineRun, PipelineStatus, StageExecution, StageStatus, new_id};
+use crate::error::{Error, ErrorKind, Result};
+use crate::plugin::StageContext;
+use crate::store::schema::{pipeline_runs, stage_executions};
+use crate::store::{self, AnyConnection, NewPipelineRun, NewStageExecution, json_to, now};
+
+/// Largest stored snapshot, in bytes of JSON; larger ones keep a preview.
+pub const SNAPSHOT_LIMIT: usize = 256 * 1024;
+
+/// Built-in definition names, usable without storing anything.
+pub const BUILTIN_DEFINITIONS: &[&str] = &["default", "checks-only"];
+
+/// What to run.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Submit {
+    /// A stored (or built-in) definition; `None` is the default pipeline.
+    pub definition: Option<String>,
+    /// An inline definition, used when `definition` is `None` (validated at submission).
+    pub inline_definition: Option<Definition>,
+    /// The inbound payload (a vendor webhook body for the `ingest` node).
+    pub payload: Value,
+    /// The ingest driver, when known (else the `ingest` node detects it).
+    pub driver: Option<String>,
+    /// Where the event came from (`alertmanager`, `cli`, `tocsin-checkers`...).
+    pub source: String,
+    /// Environment; defaults to `TOCSIN_ENVIRONMENT`.
+    pub environment: Option<String>,
+    /// Trace id to continue; generated when absent.
+    pub trace_id: Option<String>,
+    /// The incident this run is about, when already ingested (the webhook path).
+    pub incident_id: Option<i64>,
+    /// Extra initial state keys (for example `"incident_change": "resolved"`).
+    #[serde(default)]
+    pub extra: Map<String, Value>,
+}
+
+/// The run's inbound envelope, stored in `inbound_payload`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Envelope {
+    payload: Value,
+    driver: Option<String>,
+    incident_id: Option<i64>,
+    definition: Option<Definition>,
+    #[serde(default)]
+    extra: Map<String, Value>,
+}
+
+/// Resolves a definition by name: built-ins first, then stored active definitions.
+pub fn resolve_definition(conn: &mut AnyConnection, name: Option<&str>) -> Result<Definition> {
+    match name {
+        None | Some("default") => Ok(Definition::default_pipeline()),
+        Some("checks-only") => Ok(checks_only()),
+        Some(n) => {
+            let stored = store::get_definition(conn, n)?;
+            if !stored.active {
+                return Err(Error::invalid_input(format!(
+                    "pipeline definition {n:?} is disabled"
+                )));
+            }
+            Definition::parse(&stored.config).map_err(|p| {
+                Error::invalid_input(format!(
+                    "stored definition {n:?} is invalid: {}",
+                    definition::describe(&p)
+                ))
+            })
+        }
+    }
+}
+
+/// The built-in `checks-only` definition: run the checkers, nothing else.
+pub fn checks_only() -> Definition {
+    let mut d = Definition::default_pipeline();
+    d.description = "Run the health checks only.".to_owned();
+    d.nodes.retain(|n| n.kind == "context");
+    if let Some(n) = d.nodes.first_mut() {
+        n.next = None;
+        n.required = true;
+    }
+    d
+}
+
+/// Queues a run inside the caller's transaction (the webhook path enqueues in the same
+/// transaction that stores the alerts). Does not wake workers: call [`Engine::wake`] after commit.
+pub fn enqueue_in(
+    conn: &mut AnyConnection,
+    tocsin: &Tocsin,
+    submit: &Submit,
+) -> Result<PipelineRun> {
+    let definition = match (&submit.definition, &submit.inline_definition) {
+        (Some(name), _) => {
+            let d = resolve_definition(conn, Some(name))?;
+            check_valid(&d, tocsin)?;
+            None
+        }
+        (None, Some(d)) => {
+            check_valid(d, tocsin)?;
+            Some(d.clone())
+        }
+        (None, None) => None,
+    };
+    let max_retries = match (&submit.definition, &definition) {
+        (_, Some(d)) => d.defaults.max_retries,
+        (Some(n), None) => resolve_definition(conn, Some(n))?.defaults.max_retries,
+        (None, None) => definition::Defaults::default().max_retries,
+    };
+    let envelope = Envelope {
+        payload: submit.payload.clone(),
+        driver: submit.driver.clone(),
+        incident_id: submit.incident_id,
+        definition,
+        extra: submit.extra.clone(),
+    };
+    store::insert_pipeline_run(
+        conn,
+        &NewPipelineRun {
+            run_id: new_id(),
+            trace_id: submit
+                .trace_id
+                .clone()
+                .filter(|t| !t.is_empty())
+                .unwrap_or_else(new_id),
+            definition_name: submit.definition.clone(),
+            incident_id: submit.incident_id,
+            source: if submit.source.is_empty() {
+                "unknown".to_owned()
+            } else {
+                submit.source.clone()
+            },
+            environment: submit
+                .environment
+                .clone()
+                .unwrap_or_else(|| tocsin.config().environment.clone()),
+            max_retries: i32::try_from(max_retries).unwrap_or(i32::MAX),
+            inbound_payload: serde_json::to_value(&envelope)?,
+        },
+    )
+}
+
+fn check_valid(d: &Definition, tocsin: &Tocsin) -> Result<()> {
+    let problems = d.validate(tocsin.plugins());
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::invalid_input(format!(
+            "invalid pipeline definition: {}",
+            definition::describe(&problems)
+        )))
+    }
+}
+
+/// Runs pipelines: submits, claims, executes, resumes.
+#[derive(Clone)]
+pub struct Engine {
+    tocsin: Tocsin,
+    worker_id: String,
+    wake: Arc<Notify>,
+    backoff_base: Duration,
+    poll_interval: Duration,
+    lease_margin: Duration,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("worker_id", &self.worker_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// An engine over a library handle.
+    pub fn new(tocsin: Tocsin) -> Self {
+        let worker_id = format!(
+            "{}:{}:{}",
+            tocsin.hostname(),
+            std::process::id(),
+            &new_id()[..12]
+        );
+        Self {
+            tocsin,
+            worker_id,
+            wake: Arc::new(Notify::new()),
+            backoff_base: Duration::from_secs(1),
+            poll_interval: Duration::from_millis(500),
+            lease_margin: Duration::from_secs(30),
+        }
+    }
+
+    /// The base of the exponential retry backoff (default 1 s: 1, 2, 4... seconds, with jitter).
+    pub fn with_backoff_base(mut self, base: Duration) -> Self {
+        self.backoff_base = base;
+        self
+    }
+
+    /// How often an idle worker looks for due runs it was not woken for (default 500 ms).
+    pub fn with_poll_interval(mut self, every: Duration) -> Self {
+        self.poll_interval = every;
+        self
+    }
+
+    /// How long a lease outlives a node's deadline (default 30 s). A dead worker's run becomes
+    /// claimable this long after the node it was running should have finished.
+    pub fn with_lease_margin(mut self, margin: Duration) -> Self {
+        self.lease_margin = margin;
+        self
+    }
+
+    /// The library handle.
+    pub fn tocsin(&self) -> &Tocsin {
+        &self.tocsin
+    }
+
+    /// This engine's worker id (recorded as the lease owner).
+    pub fn worker_id(&self) -> &str {
+        &self.worker_id
+    }
+
+    /// Wakes idle workers of this process (after runs were queued).
+    pub fn wake(&self) {
+        self.wake.notify_waiters();
+    }
+
+    /// Queues a run and wakes the workers; returns it `pending`.
+    pub async fn submit(&self, submit: Submit) -> Result<PipelineRun> {
+        let tocsin = self.tocsin.clone();
+        let run = self
+            .tocsin
+            .store()
+            .write(move |c| enqueue_in(c, &tocsin, &submit))
+            .await?;
+        self.wake();
+        Ok(run)
+    }
+
+    /// Queues a run and executes it here until it finishes (waiting out retry backoffs).
+    pub async fn run_sync(&self, submit: Submit) -> Result<PipelineRun> {
+        let run = self.submit(submit).await?;
+        self.drive(&run.run_id).await
+    }
+
+    /// Makes a failed run claimable again (continuing from its first unfinished node); only one of
+    /// concurrent resumes succeeds, the others get an `InvalidInput` error.
+    pub async fn resume(&self, run_id: &str) -> Result<PipelineRun> {
+        let id = run_id.to_owned();
+        let run = self
+            .tocsin
+            .store()
+            .write(move |c| queue::resume(c, &id))
+            .await?;
+        self.wake();
+        Ok(run)
+    }
+
+    /// Executes one run here until it leaves the queue (finished or failed), waiting out retry
+    /// backoffs; if another worker holds it, waits for that worker instead.
+    pub async fn drive(&self, run_id: &str) -> Result<PipelineRun> {
+        loop {
+            if let Some(run) = self.claim(Some(run_id)).await? {
+                self.execute(run).await?;
+            }
+            let id = run_id.to_owned();
+            let run = self
+                .tocsin
+                .store()
+                .run(move |c| store::get_pipeline_run(c, &id))
+                .await?;
+            match run.status {
+                PipelineStatus::Failed => return Ok(run),
+                PipelineStatus::Pending | PipelineStatus::Retrying | PipelineStatus::Processing => {
+                    let wait = run
+                        .next_attempt_at
+                        .filter(|_| run.status != PipelineStatus::Processing)
+                        .map(|t| (t - chrono::Utc::now()).to_std().unwrap_or_default())
+                        .unwrap_or(Duration::from_millis(50));
+                    tokio::time::sleep(
+                        wait.min(Duration::from_secs(5))
+                            .max(Duration::from_millis(5)),
+                    )
+                    .await;
+                }
+                _ if run.completed_at.is_some() => return Ok(run),
+                _ => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    }
+
+    /// Claims and executes one due run; false when none was due.
+    pub async fn work_once(&self) -> Result<bool> {
+        match self.claim(None).await? {
+            Some(run) => {
+                self.execute(run).await?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Works until `shutdown` turns true: claims due runs, sleeps (asynchronously) when none is
+    /// due, wakes early when this process queues one.
+    pub async fn run_worker(&self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        tracing::info!(worker = %self.worker_id, "Pipeline worker started.");
+        while !*shutdown.borrow() {
+            match self.work_once().await {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "Pipeline worker could not claim or run a run; retrying.")
+                }
+            }
+            tokio::select! {
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(self.poll_interval) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+        tracing::info!(worker = %self.worker_id, "Pipeline worker stopped.");
+    }
+
+    /// Starts `n` workers in this process.
+    pub fn spawn_workers(
+        &self,
+        n: u32,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        (0..n)
+            .map(|i| {
+                let mut engine = self.clone();
+                engine.worker_id = format!("{}-{i}", self.worker_id);
+                let rx = shutdown.clone();
+                tokio::spawn(async move { engine.run_worker(rx).await })
+            })
+            .collect()
+    }
+
+    async fn claim(&self, run_id: Option<&str>) -> Result<Option<PipelineRun>> {
+        // The lease covers the longest node deadline; it is renewed before every node.
+        let owner = format!("{}#{}", self.worker_id, &new_id()[20..]);
+        let until = lease_until(
+            Duration::from_secs(definition::Defaults::default().timeout_seconds)
+                + self.lease_margin,
+        );
+        let id = run_id.map(str::to_owned);
+        self.tocsin
+            .store()
+            .write(move |c| queue::claim(c, &owner, until, id.as_deref()))
+            .await
+    }
+
+    /// Executes a claimed run node by node; returns the run as it left this worker.
+    async fn execute(&self, run: PipelineRun) -> Result<PipelineRun> {
+        let span =
+            tracing::info_span!("pipeline_run", run_id = %run.run_id, trace_id = %run.trace_id);
+        self.execute_inner(run).instrument(span).await
+    }
+
+    async fn execute_inner(&self, run: PipelineRun) -> Result<PipelineRun> {
+        let store = self.tocsin.store().clone();
+        let owner = run.lease_owner.clone().unwrap_or_default();
+        let envelope: Envelope =
+            serde_json::from_value(run.inbound_payload.clone()).unwrap_or_default();
+        let def_name = run.definition_name.clone();
+        let inline = envelope.definition.clone();
+        let pk = run.id;
+        let loaded = store
+            .run(move |c| {
+                let def = match inline {
+                    Some(d) if def_name.is_none() => d,
+                    _ => resolve_definition(c, def_name.as_deref())?,
+                };
+                Ok((def, store::list_stage_executions(c, pk)?))
+            })
+            .await;
+        let (def, executions) = match loaded {
+            Ok(x) => x,
+            Err(e) => return self.fail_run(&run, &e, None).await,
+        };
+        tracing::info!(
+            definition = run.definition_name.as_deref().unwrap_or("default"),
+            "Executing pipeline run."
+        );
+
+        let mut state = initial_state(&run, &envelope);
+        let order: Vec<Node> = def.execution_order().into_iter().cloned().collect();
+        // Replay what earlier attempts finished: their outputs rebuild the state.
+        for node in &order {
+            let mut execs = executions.iter().filter(|e| e.node_id == node.id);
+            if let Some(done) = execs.clone().find(|e| e.status == StageStatus::Succeeded) {
+                merge_output(&mut state, &node.id, &done.output_snapshot);
+            } else if let Some(skipped) = execs.find(|e| e.status == StageStatus::Skipped) {
+                note_skip(
+                    &mut state,
+                    &node.id,
+                    skipped.skip_reason.as_deref().unwrap_or("skipped"),
+                    skipped.error_message.is_some(),
+                );
+            }
+        }
+        let mut current = run.clone();
+        for node in &order {
+            let mine: Vec<&StageExecution> =
+                executions.iter().filter(|e| e.node_id == node.id).collect();
+            if mine
+                .iter()
+                .any(|e| matches!(e.status, StageStatus::Succeeded | StageStatus::Skipped))
+            {
+                continue;
+            }
+            let attempt = mine.iter().map(|e| e.attempt).max().unwrap_or(0) + 1;
+            let since = run.resumed_at;
+            let failures_so_far = mine
+                .iter()
+                .filter(|e| e.status == StageStatus::Failed || e.status == StageStatus::Running)
+                .filter(|e| since.is_none_or(|s| e.started_at.is_some_and(|st| st >= s)))
+                .count() as u32;
+
+            let has_errors = state
+                .get("errors")
+                .and_then(Value::as_array)
+                .is_some_and(|e| !e.is_empty());
+            if node.skip_if_errors && has_errors {
+                let reason = "skipped because an earlier node failed (skip_if_errors)".to_owned();
+                self.record_skip(&run, node, attempt, &state, &reason, None)
+                    .await?;
+                note_skip(&mut state, &node.id, &reason, false);
+                continue;
+            }
+
+            let timeout = Duration::from_secs(def.defaults.timeout_seconds.max(1));
+            let until = lease_until(timeout + self.lease_margin);
+            let exec = NewStageExecution {
+                pipeline_run_id: run.id,
+                node_id: node.id.clone(),
+                stage: node.kind.clone(),
+                attempt,
+                status: StageStatus::Running,
+                idempotency_key: format!("{}:{}", run.run_id, node.id),
+                input_snapshot: bound(&state),
+            };
+            let (owner2, node_id) = (owner.clone(), node.id.clone());
+            let started = store
+                .write(move |c| {
+                    if !queue::renew(c, pk, &owner2, until)? {
+                        return Ok(None);
+                    }
+                    diesel::update(pipeline_runs::table.find(pk))
+                        .set((
+                            pipeline_runs::current_stage.eq(Some(node_id)),
+                            pipeline_runs::updated_at.eq(now()),
+                        ))
+                        .execute(c)?;
+                    store::insert_stage_execution(c, &exec).map(Some)
+                })
+                .await?;
+            let Some(started) = started else {
+                tracing::warn!(node = %node.id, "Lost the lease of this run to another worker; stopping here.");
+                return Ok(current);
+            };
+            let t0 = std::time::Instant::now();
+            let ctx = StageContext::new(
+                self.tocsin.clone(),
+                run.run_id.clone(),
+                run.trace_id.clone(),
+                node.id.clone(),
+                attempt,
+                node.config.clone(),
+                state.clone(),
+            );
+            let node_span =
+                tracing::info_span!("node", node = %node.id, kind = %node.kind, attempt);
+            let result = tokio::time::timeout(timeout, self.run_node(node, &ctx))
+                .instrument(node_span)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(Error::new(
+                        ErrorKind::Timeout,
+                        format!("node {:?} ran past {}s", node.id, timeout.as_secs()),
+                    ))
+                });
+            let ms = t0.elapsed().as_secs_f64() * 1000.0;
+            match result {
+                Ok(output) => {
+                    let output = if output.is_object() {
+                        output
+                    } else {
+                        json!({ "value": output })
+                    };
+                    merge_output(&mut state, &node.id, &output);
+                    let status = definition::status_after(&node.kind);
+                    let snap = bound(&output);
+                    let exec_id = started.id;
+                    current = store
+                        .write(move |c| {
+                            finish_execution(
+                                c,
+                                exec_id,
+                                StageStatus::Succeeded,
+                                &snap,
+                                None,
+                                None,
+                                ms,
+                            )?;
+                            if let Some(s) = status {
+                                diesel::update(pipeline_runs::table.find(pk))
+                                    .set((
+                                        pipeline_runs::status.eq(s.as_str()),
+                                        pipeline_runs::updated_at.eq(now()),
+                                    ))
+                                    .execute(c)?;
+                            }
+                            set_incident(c, pk, &snap)?;
+                            load_run(c, pk)
+                        })
+                        .await?;
+                    tracing::info!(node = %node.id, duration_ms = ms, "Node succeeded.");
+                }
+                Err(err) => {
+                    let exec_id = started.id;
+                    let retry_left = err.is_temporary()
+                        && failures_so_far < u32::try_from(run.max_retries.max(0)).unwrap_or(0);
+                    if retry_left {
+                        let delay =
+                            backoff(self.backoff_base, failures_so_far + 1, err.retry_after());
+                        tracing::warn!(node = %node.id, error = %err, retry_in_ms = delay.as_millis() as u64, "Node failed; retry scheduled.");
+                        let e2 = err.clone();
+                        return store
+                            .write(move |c| {
+                                finish_execution(
+                                    c,
+                                    exec_id,
+                                    StageStatus::Failed,
+                                    &Value::Null,
+                                    Some(&e2),
+                                    None,
+                                    ms,
+                                )?;
+                                schedule_retry(c, pk, &e2, delay)
+                            })
+                            .await;
+                    }
+                    if !node.required {
+                        let reason = format!("optional node failed: {}", err.message());
+                        tracing::warn!(node = %node.id, error = %err, "Optional node failed; going on.");
+                        let (e2, r2) = (err.clone(), reason.clone());
+                        store
+                            .write(move |c| {
+                                finish_execution(
+                                    c,
+                                    exec_id,
+                                    StageStatus::Skipped,
+                                    &Value::Null,
+                                    Some(&e2),
+                                    Some(&r2),
+                                    ms,
+                                )
+                            })
+                            .await?;
+                        note_skip(&mut state, &node.id, &reason, true);
+                        continue;
+                    }
+                    tracing::error!(node = %node.id, error = %err, "Required node failed; the run fails.");
+                    return self.fail_run(&run, &err, Some((exec_id, ms))).await;
+                }
+            }
+        }
+        // Every node done: the run ends in the status of the last stage kind it completed.
+        let last = order
+            .iter()
+            .rev()
+            .filter_map(|n| definition::status_after(&n.kind).map(|s| (n, s)))
+            .find(|(n, _)| state.get("nodes").and_then(|m| m.get(&n.id)).is_some());
+        let final_status = last.map(|(_, s)| s).unwrap_or(PipelineStatus::Notified);
+        let done = store
+            .write(move |c| {
+                let t = now();
+                let r = load_run(c, pk)?;
+                let total = r
+                    .started_at
+                    .map(|s| (t - s.naive_utc()).num_microseconds().unwrap_or(0) as f64 / 1000.0);
+                diesel::update(pipeline_runs::table.find(pk))
+                    .set((
+                        pipeline_runs::status.eq(final_status.as_str()),
+                        pipeline_runs::completed_at.eq(Some(t)),
+                        pipeline_runs::updated_at.eq(t),
+                        pipeline_runs::total_duration_ms.eq(total),
+                        pipeline_runs::lease_owner.eq(None::<String>),
+                        pipeline_runs::lease_expires_at.eq(None::<NaiveDateTime>),
+                        pipeline_runs::next_attempt_at.eq(None::<NaiveDateTime>),
+                    ))
+                    .execute(c)?;
+                load_run(c, pk)
+            })
+            .await?;
+        tracing::info!(status = %done.status, "Pipeline run finished.");
+        Ok(done)
+    }
+
+    async fn run_node(&self, node: &Node, ctx: &StageContext) -> Result<Value> {
+        if node.kind == "transform" {
+            let cfg = transform::TransformConfig::parse(&node.config)?;
+            return transform::run(&cfg, &ctx.state);
+        }
+        let d = self.tocsin.plugins().stages.get(&node.kind)?;
+        let stage = (d.build)(&node.config, &self.tocsin.build_context())?;
+        stage.execute(ctx).await
+    }
+
+    async fn record_skip(
+        &self,
+        run: &PipelineRun,
+        node: &Node,
+        attempt: i32,
+        state: &Value,
+        reason: &str,
+        err: Option<&Error>,
+    ) -> Result<()> {
+        let exec = NewStageExecution {
+            pipeline_run_id: run.id,
+            node_id: node.id.clone(),
+            stage: node.kind.clone(),
+            attempt,
+            status: StageStatus::Running,
+            idempotency_key: format!("{}:{}", run.run_id, node.id),
+            input_snapshot: bound(state),
+        };
+        let (reason, err) = (reason.to_owned(), err.cloned());
+        self.tocsin
+            .store()
+            .write(move |c| {
+                let e = store::insert_stage_execution(c, &exec)?;
+                finish_execution(
+                    c,
+                    e.id,
+                    StageStatus::Skipped,
+                    &Value::Null,
+                    err.as_ref(),
+                    Some(&reason),
+                    0.0,
+                )
+            })
+            .await
+    }
+
+    async fn fail_run(
+        &self,
+        run: &PipelineRun,
+        err: &Error,
+        exec: Option<(i64, f64)>,
+    ) -> Result<PipelineRun> {
+        let (pk, e2) = (run.id, err.clone());
+        self.tocsin
+            .store()
+            .write(move |c| {
+                if let Some((exec_id, ms)) = exec {
+                    finish_execution(
+                        c,
+                        exec_id,
+                        StageStatus::Failed,
+                        &Value::Null,
+                        Some(&e2),
+                        None,
+                        ms,
+                    )?;
+                }
+                let t = now();
+                diesel::update(pipeline_runs::table.find(pk))
+                    .set((
+                        pipeline_runs::status.eq(PipelineStatus::Failed.as_str()),
+                        pipeline_runs::last_error_type.eq(Some(e2.kind().as_str())),
+                        pipeline_runs::last_error_message.eq(Some(e2.message())),
+                        pipeline_runs::last_error_retryable.eq(e2.is_temporary()),
+                        pipeline_runs::completed_at.eq(Some(t)),
+                        pipeline_runs::updated_at.eq(t),
+                        pipeline_runs::lease_owner.eq(None::<String>),
+                        pipeline_runs::lease_expires_at.eq(None::<NaiveDateTime>),
+                        pipeline_runs::next_attempt_at.eq(None::<NaiveDateTime>),
+                    ))
+                    .execute(c)?;
+                load_run(c, pk)
+            })
+            .await
+    }
+}
+
+fn lease_until(d: Duration) -> NaiveDateTime {
+    now() + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::seconds(300))
+}
+
+fn load_run(c: &mut AnyConnection, pk: i64) -> Result<PipelineRun> {
+    pipeline_runs::table
+        .find(pk)
+        .select(pipeline_runs::all_columns)
+        .first::<store::rows::PipelineRunRow>(c)?
+        .try_into()
+}
+
+fn finish_execution(
+    c: &mut AnyConnection,
+    exec_id: i64,
+    status: StageStatus,
+    output: &Value,
+    err: Option<&Error>,
+    skip_reason: Option<&str>,
+    ms: f64,
+) -> Result<()> {
+    diesel::update(stage_executions::table.find(exec_id))
+        .set((
+            stage_executions::status.eq(status.as_str()),
+            stage_executions::output_snapshot.eq(json_to(&crate::secret::redact(output))?),
+            stage_executions::error_type.eq(err.map(|e| e.kind().as_str())),
+            stage_executions::error_message.eq(err.map(|e| e.message().to_owned())),
+            stage_executions::error_retryable.eq(err.is_some_and(Error::is_temporary)),
+            stage_executions::skip_reason.eq(skip_reason),
+            stage_executions::completed_at.eq(Some(now())),
+            stage_executions::duration_ms.eq(Some(ms)),
+        ))
+        .execute(c)?;
+    Ok(())
+}
+
+fn schedule_retry(
+    c: &mut AnyConnection,
+    pk: i64,
+    err: &Error,
+    delay: Duration,
+) -> Result<PipelineRun> {
+    let t = now();
+    let at = t + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::seconds(60));
+    diesel::update(pipeline_runs::table.find(pk))
+        .set((
+            pipeline_runs::status.eq(PipelineStatus::Retrying.as_str()),
+            pipeline_runs::next_attempt_at.eq(Some(at)),
+            pipeline_runs::last_error_type.eq(Some(err.kind().as_str())),
+            pipeline_runs::last_error_message.eq(Some(err.message())),
+            pipeline_runs::last_error_retryable.eq(true),
+            pipeline_runs::lease_owner.eq(None::<String>),
+            pipeline_runs::lease_expires_at.eq(None::<NaiveDateTime>),
+            pipeline_runs::updated_at.eq(t),
+        ))
+        .execute(c)?;
+    load_run(c, pk)
+}
+
+fn set_incident(c: &mut AnyConnection, pk: i64, output: &Value) -> Result<()> {
+    if let Some(id) = output.get("incident_id").and_then(Value::as_i64) {
+        diesel::update(
+            pipeline_runs::table
+                .find(pk)
+                .filter(pipeline_runs::incident_id.is_null()),
+        )
+        .set(pipeline_runs::incident_id.eq(Some(id)))
+        .execute(c)?;
+    }
+    Ok(())
+}
+
+/// Exponential backoff with ±25 % jitter, at least what the remote side asked for, at most 5 min.
+pub fn backoff(base: Duration, failure: u32, retry_after: Option<Duration>) -> Duration {
+    let exp = base.saturating_mul(1u32 << failure.saturating_sub(1).min(16));
+    let jitter = rand::rng().random_range(0.75..=1.25);
+    let d = exp.mul_f64(jitter).min(Duration::from_secs(300));
+    retry_after.map_or(d, |r| d.max(r.min(Duration::from_secs(3600))))
+}
+
+fn initial_state(run: &PipelineRun, env: &Envelope) -> Value {
+    let mut s = json!({
+        "payload": env.payload,
+        "driver": env.driver,
+        "incident_id": env.incident_id,
+        "incident_ids": env.incident_id.map(|i| vec![i]).unwrap_or_default(),
+        "checks": [],
+        "recommendations": [],
+        "nodes": {},
+        "errors": [],
+        "run": {"run_id": run.run_id, "trace_id": run.trace_id, "source": run.source, "environment": run.environment},
+    });
+    if let Some(obj) = s.as_object_mut() {
+        for (k, v) in &env.extra {
+            obj.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+    }
+    s
+}
+
+/// Keys of a node's output that are lifted into the run state.
+pub const LIFTED_KEYS: &[&str] = &["incident_id", "incident_ids", "checks", "recommendations"];
+
+fn merge_output(state: &mut Value, node_id: &str, output: &Value) {
+    let Some(s) = state.as_object_mut() else {
+        return;
+    };
+    if let Some(out) = output.as_object() {
+        for key in LIFTED_KEYS {
+            if let Some(v) = out.get(*key) {
+                s.insert((*key).to_owned(), v.clone());
+            }
+        }
+    }
+    if let Some(Value::Object(nodes)) = s.get_mut("nodes") {
+        nodes.insert(node_id.to_owned(), output.clone());
+    }
+}
+
+fn note_skip(state: &mut Value, node_id: &str, reason: &str, is_error: bool) {
+    if !is_error {
+        return;
+    }
+    if let Some(Value::Array(errors)) = state.get_mut("errors") {
+        errors.push(json!({"node": node_id, "reason": reason}));
+    }
+}
+
+/// A snapshot no larger than [`SNAPSHOT_LIMIT`]: secrets redacted; an oversized value keeps a
+/// preview and its size.
+pub fn bound(value: &Value) -> Value {
+    let redacted = crate::secret::redact(value);
+    let text = redacted.to_string();
+    if text.len() <= SNAPSHOT_LIMIT {
+        return redacted;
+    }
+    let mut cut = 4096.min(text.len());
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    json!({"truncated": true, "bytes": text.len(), "preview": &text[..cut]})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_exponentially_with_jitter_and_honours_retry_after() {
+        let base = Duration::from_millis(100);
+        for _ in 0..50 {
+            let d1 = backoff(base, 1, None);
+            let d3 = backoff(base, 3, None);
+            assert!(
+                d1 >= Duration::from_millis(75) && d1 <= Duration::from_millis(125),
+                "{d1:?}"
+            );
+            assert!(
+                d3 >= Duration::from_millis(300) && d3 <= Duration::from_millis(500),
+                "{d3:?}"
+            );
+        }
+        assert!(backoff(base, 1, Some(Duration::from_secs(7))) >= Duration::from_secs(7));
+        assert!(backoff(Duration::from_secs(1), 30, None) <= Duration::from_secs(300));
+    }
+
+    #[test]
+    fn snapshots_are_bounded_and_redacted() {
+        let big = json!({"blob": "x".repeat(SNAPSHOT_LIMIT * 2)});
+        let b = bound(&big);
+        assert_eq!(b["truncated"], true);
+        assert!(b["preview"].as_str().unwrap().len() <= 4096);
+        assert_eq!(bound(&json!({"api_key": "k"}))["api_key"], "**REDACTED**");
+    }
+}

@@ -1,0 +1,414 @@
+//! The pipeline engine on both backends: definitions, retries, skips, resume, the queue.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::{Value, json};
+use tocsin_core::domain::{PipelineStatus, StageStatus};
+use tocsin_core::engine::{Definition, Engine, Submit};
+use tocsin_core::plugin::{Plugins, Stage, StageContext, StageDescriptor};
+use tocsin_core::store::{self, testing};
+use tocsin_core::{Config, Error, ErrorKind, Retry, Tocsin};
+
+/// Calls per (run, node): lets a stage fail a given number of times and lets tests count runs.
+fn calls() -> &'static Mutex<HashMap<String, u32>> {
+    static CALLS: OnceLock<Mutex<HashMap<String, u32>>> = OnceLock::new();
+    CALLS.get_or_init(Default::default)
+}
+
+fn bump(ctx: &StageContext) -> u32 {
+    let mut m = calls().lock().unwrap();
+    let n = m
+        .entry(format!("{}:{}", ctx.run_id, ctx.node_id))
+        .or_default();
+    *n += 1;
+    *n
+}
+
+fn count(run_id: &str, node: &str) -> u32 {
+    calls()
+        .lock()
+        .unwrap()
+        .get(&format!("{run_id}:{node}"))
+        .copied()
+        .unwrap_or(0)
+}
+
+/// Outputs `{"seen": <node ids in state.nodes>, "echo": config}`; fails as configured:
+/// `{"fail_times": n}` temporary failures first, `{"fail": "permanent"}` until the run's
+/// `payload.fixed` is true.
+struct TestStage;
+
+#[async_trait]
+impl Stage for TestStage {
+    async fn execute(&self, ctx: &StageContext) -> tocsin_core::Result<Value> {
+        let n = bump(ctx);
+        let fail_times = ctx
+            .config
+            .get("fail_times")
+            .and_then(Value::as_u64)
+            .unwrap_or(0) as u32;
+        if n <= fail_times {
+            return Err(
+                Error::new(ErrorKind::Upstream, format!("flaky failure {n}"))
+                    .with_retry(Retry::Temporary),
+            );
+        }
+        if ctx.config.get("fail") == Some(&json!("permanent")) && !fixed(&ctx.run_id) {
+            return Err(Error::invalid_input("permanent failure"));
+        }
+        let seen: Vec<String> = ctx.state["nodes"]
+            .as_object()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
+        Ok(
+            json!({"seen": seen, "echo": ctx.config, "recommendations": ctx.config.get("recs").cloned().unwrap_or(json!([]))}),
+        )
+    }
+}
+
+fn fixed_runs() -> &'static Mutex<Vec<String>> {
+    static F: OnceLock<Mutex<Vec<String>>> = OnceLock::new();
+    F.get_or_init(Default::default)
+}
+
+fn fixed(run_id: &str) -> bool {
+    fixed_runs().lock().unwrap().iter().any(|r| r == run_id)
+}
+
+fn build_test_stage(
+    config: &Value,
+    _: &tocsin_core::plugin::BuildContext,
+) -> tocsin_core::Result<Arc<dyn Stage>> {
+    if config.get("invalid").is_some() {
+        return Err(Error::invalid_config("`invalid` is not a valid option"));
+    }
+    Ok(Arc::new(TestStage))
+}
+
+tocsin_core::register_stage!(StageDescriptor {
+    name: "test",
+    description: "A test stage.",
+    config_example: "{}",
+    build: build_test_stage,
+});
+
+fn engine(db: &testing::TestDb) -> Engine {
+    let tocsin = Tocsin::new(
+        db.store.clone(),
+        Plugins::from_inventory(),
+        Config::default(),
+    );
+    Engine::new(tocsin)
+        .with_backoff_base(Duration::from_millis(10))
+        .with_poll_interval(Duration::from_millis(20))
+}
+
+fn def(doc: Value) -> Definition {
+    Definition::parse(&doc).unwrap()
+}
+
+fn submit(d: Definition) -> Submit {
+    Submit {
+        inline_definition: Some(d),
+        payload: json!({}),
+        source: "test".into(),
+        ..Submit::default()
+    }
+}
+
+async fn executions(
+    db: &testing::TestDb,
+    run_id: &str,
+) -> Vec<tocsin_core::domain::StageExecution> {
+    let id = run_id.to_owned();
+    db.store
+        .run(move |c| {
+            let run = store::get_pipeline_run(c, &id)?;
+            store::list_stage_executions(c, run.id)
+        })
+        .await
+        .unwrap()
+}
+
+#[test]
+fn validation_reports_every_problem_at_once_naming_the_node() {
+    let plugins = Plugins::from_inventory();
+    let problems = Definition::parse(&json!({"nodes": []})).unwrap_err();
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    let d = def(json!({"version": "1", "nodes": [
+        {"id": "a", "type": "test", "next": "b"},
+        {"id": "b", "type": "test", "next": "a"},
+        {"id": "b", "type": "nope"},
+        {"id": "c", "type": "test", "next": "ghost"},
+        {"id": "d", "type": "test", "config": {"invalid": 1}},
+        {"id": "t", "type": "transform", "config": {"filter_priority": "urgent"}}
+    ]}));
+    let problems = d.validate(&plugins);
+    let text = tocsin_core::engine::definition::describe(&problems);
+    for needle in [
+        "node \"b\": duplicate node id",
+        "node \"b\": unknown type \"nope\"",
+        "node \"c\": \"next\" names unknown node \"ghost\"",
+        "cycle: a -> b -> a",
+        "node \"c\": unreachable",
+        "node \"d\": invalid config",
+        "node \"t\":",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?} in: {text}");
+    }
+    assert!(
+        Definition::default_pipeline()
+            .validate(&Plugins::empty())
+            .iter()
+            .all(|p| p.message.contains("unknown type"))
+    );
+}
+
+#[test]
+fn execution_follows_next_not_list_order_and_joins_after_all_predecessors() {
+    let d = def(json!({"version": "1", "nodes": [
+        {"id": "start", "type": "test", "next": ["left", "right"]},
+        {"id": "join", "type": "test"},
+        {"id": "right", "type": "test", "next": "join"},
+        {"id": "left", "type": "test", "next": "join"}
+    ]}));
+    assert!(d.validate(&Plugins::from_inventory()).is_empty());
+    let order: Vec<_> = d.execution_order().iter().map(|n| n.id.as_str()).collect();
+    assert_eq!(order, ["start", "right", "left", "join"]);
+}
+
+#[tokio::test]
+async fn a_node_that_fails_twice_then_succeeds_is_retried_through_the_queue() {
+    for db in testing::all().await {
+        let e = engine(&db);
+        let d = def(
+            json!({"version": "1", "defaults": {"max_retries": 3}, "nodes": [
+            {"id": "a", "type": "test", "next": "b"},
+            {"id": "b", "type": "test", "config": {"fail_times": 2}}]}),
+        );
+        let run = e.run_sync(submit(d)).await.unwrap();
+        assert_eq!(
+            run.status,
+            PipelineStatus::Notified,
+            "{}: {run:?}",
+            db.label
+        );
+        assert!(run.completed_at.is_some());
+        let ex = executions(&db, &run.run_id).await;
+        let b: Vec<_> = ex
+            .iter()
+            .filter(|x| x.node_id == "b")
+            .map(|x| (x.attempt, x.status))
+            .collect();
+        assert_eq!(
+            b,
+            [
+                (1, StageStatus::Failed),
+                (2, StageStatus::Failed),
+                (3, StageStatus::Succeeded)
+            ],
+            "{}",
+            db.label
+        );
+        assert!(
+            ex.iter()
+                .filter(|x| x.status == StageStatus::Failed)
+                .all(|x| x.error_retryable)
+        );
+        assert_eq!(
+            count(&run.run_id, "a"),
+            1,
+            "a succeeded node never runs again"
+        );
+        assert_eq!(ex[0].idempotency_key, format!("{}:a", run.run_id));
+    }
+}
+
+#[tokio::test]
+async fn retries_stop_at_max_retries() {
+    for db in testing::all().await {
+        let e = engine(&db);
+        let d = def(
+            json!({"version": "1", "defaults": {"max_retries": 1}, "nodes": [
+            {"id": "a", "type": "test", "config": {"fail_times": 5}}]}),
+        );
+        let run = e.run_sync(submit(d)).await.unwrap();
+        assert_eq!(run.status, PipelineStatus::Failed, "{}", db.label);
+        assert_eq!(run.last_error_type.as_deref(), Some("upstream"));
+        assert_eq!(
+            count(&run.run_id, "a"),
+            2,
+            "{}: first attempt plus one retry",
+            db.label
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_permanent_failure_fails_the_run_and_resume_continues_from_the_failed_node() {
+    for db in testing::all().await {
+        let e = engine(&db);
+        let d = def(json!({"version": "1", "nodes": [
+            {"id": "a", "type": "test", "next": "b"},
+            {"id": "b", "type": "test", "config": {"fail": "permanent"}, "next": "c"},
+            {"id": "c", "type": "test"}]}));
+        let run = e.run_sync(submit(d)).await.unwrap();
+        assert_eq!(run.status, PipelineStatus::Failed, "{}", db.label);
+        assert_eq!(
+            count(&run.run_id, "b"),
+            1,
+            "permanent errors are not retried"
+        );
+        assert_eq!(run.last_error_message.as_deref(), Some("permanent failure"));
+
+        // Resuming twice at once: exactly one wins.
+        fixed_runs().lock().unwrap().push(run.run_id.clone());
+        let (r1, r2) = tokio::join!(e.resume(&run.run_id), e.resume(&run.run_id));
+        assert_eq!(
+            r1.is_ok() as u8 + r2.is_ok() as u8,
+            1,
+            "{}: {r1:?} {r2:?}",
+            db.label
+        );
+        let loser = r1.err().or(r2.err()).unwrap();
+        assert_eq!(loser.kind(), ErrorKind::InvalidInput);
+
+        let done = e.drive(&run.run_id).await.unwrap();
+        assert_eq!(done.status, PipelineStatus::Notified, "{}", db.label);
+        assert_eq!(
+            count(&run.run_id, "a"),
+            1,
+            "{}: the succeeded node did not run again",
+            db.label
+        );
+        let ex = executions(&db, &run.run_id).await;
+        let b: Vec<_> = ex
+            .iter()
+            .filter(|x| x.node_id == "b")
+            .map(|x| (x.attempt, x.status))
+            .collect();
+        assert_eq!(
+            b,
+            [(1, StageStatus::Failed), (2, StageStatus::Succeeded)],
+            "{}: attempts continue",
+            db.label
+        );
+        assert_eq!(
+            e.resume(&run.run_id).await.unwrap_err().kind(),
+            ErrorKind::InvalidInput,
+            "a finished run is not resumable"
+        );
+    }
+}
+
+#[tokio::test]
+async fn optional_failures_and_skip_if_errors_are_recorded_as_skipped_with_the_reason() {
+    for db in testing::all().await {
+        let e = engine(&db);
+        let d = def(json!({"version": "1", "nodes": [
+            {"id": "a", "type": "test", "config": {"fail": "permanent"}, "required": false, "next": "b"},
+            {"id": "b", "type": "test", "skip_if_errors": true, "next": "c"},
+            {"id": "c", "type": "test"}]}));
+        let run = e.run_sync(submit(d)).await.unwrap();
+        assert_eq!(run.status, PipelineStatus::Notified, "{}", db.label);
+        let ex = executions(&db, &run.run_id).await;
+        let by: HashMap<_, _> = ex.iter().map(|x| (x.node_id.as_str(), x)).collect();
+        assert_eq!(by["a"].status, StageStatus::Skipped);
+        assert!(
+            by["a"]
+                .skip_reason
+                .as_deref()
+                .unwrap()
+                .contains("optional node failed: permanent failure")
+        );
+        assert_eq!(by["b"].status, StageStatus::Skipped);
+        assert!(
+            by["b"]
+                .skip_reason
+                .as_deref()
+                .unwrap()
+                .contains("skip_if_errors")
+        );
+        assert_eq!(by["c"].status, StageStatus::Succeeded);
+        assert_eq!(count(&run.run_id, "b"), 0);
+    }
+}
+
+#[tokio::test]
+async fn transform_filters_what_later_nodes_see() {
+    for db in testing::all().await {
+        let e = engine(&db);
+        let d = def(json!({"version": "1", "nodes": [
+            {"id": "a", "type": "test", "config": {"recs": [{"priority": "low"}, {"priority": "critical"}]}, "next": "t"},
+            {"id": "t", "type": "transform", "config": {"filter_priority": "high"}, "next": "b"},
+            {"id": "b", "type": "test"}]}));
+        let run = e.run_sync(submit(d)).await.unwrap();
+        let ex = executions(&db, &run.run_id).await;
+        let b = ex.iter().find(|x| x.node_id == "b").unwrap();
+        assert_eq!(
+            b.input_snapshot["recommendations"],
+            json!([{"priority": "critical"}]),
+            "{}",
+            db.label
+        );
+        assert_eq!(b.output_snapshot["seen"], json!(["a", "t"]));
+    }
+}
+
+#[tokio::test]
+async fn many_workers_run_every_queued_run_exactly_once() {
+    for db in testing::all().await {
+        let base = engine(&db);
+        let d = def(json!({"version": "1", "nodes": [{"id": "only", "type": "test"}]}));
+        let mut ids = Vec::new();
+        for _ in 0..40 {
+            ids.push(base.submit(submit(d.clone())).await.unwrap().run_id);
+        }
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let handles = base.spawn_workers(4, rx);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let pending = db
+                .store
+                .run(|c| {
+                    store::list_pipeline_runs(
+                        c,
+                        &store::RunFilter {
+                            limit: 1000,
+                            ..Default::default()
+                        },
+                    )
+                })
+                .await
+                .unwrap()
+                .iter()
+                .filter(|r| r.completed_at.is_none())
+                .count();
+            if pending == 0 {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{}: {pending} runs left",
+                db.label
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tx.send(true).unwrap();
+        for h in handles {
+            h.await.unwrap();
+        }
+        for id in &ids {
+            assert_eq!(
+                count(id, "only"),
+                1,
+                "{}: run {id} executed {} times",
+                db.label,
+                count(id, "only")
+            );
+        }
+    }
+}
