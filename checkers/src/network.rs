@@ -657,6 +657,10 @@ mod tests {
         .unwrap();
         let o = checker.check().await;
         let h = &o.metrics["hosts"]["127.0.0.1"];
+        println!(
+            "ICMP echo to 127.0.0.1 here: method {}, error {}",
+            h["method"], h["error"]
+        );
         if h["reachable"].is_null() {
             // Neither socket kind nor a `ping` binary is available here: that must be unknown, not down.
             assert_eq!(o.status, CheckStatus::Unknown, "{o:?}");
@@ -670,6 +674,29 @@ mod tests {
                 "{o:?}"
             );
             assert_eq!(o.metrics["icmp_method"], h["method"]);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_silent_address_is_unreachable_within_the_timeout() {
+        // 198.51.100.0/24 is TEST-NET-2 (RFC 5737): nothing there answers.
+        let checker = NetworkChecker::new(NetworkOptions {
+            hosts: Some(vec!["198.51.100.1".into()]),
+            timeout: Some(0.3),
+            ..Default::default()
+        })
+        .unwrap();
+        let started = Instant::now();
+        let o = checker.check().await;
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "bounded by the timeout"
+        );
+        let h = &o.metrics["hosts"]["198.51.100.1"];
+        if !h["reachable"].is_null() {
+            assert_eq!(h["reachable"], false, "{o:?}");
+            assert!(h["error"].is_string(), "{o:?}");
+            assert_eq!(o.status, CheckStatus::Critical, "{o:?}");
         }
     }
 }

@@ -84,6 +84,15 @@ pub fn echo(addr: IpAddr, timeout: Duration) -> Result<(Method, Option<Duration>
             }
             Err(e) if e == Errno::WOULDBLOCK || e == Errno::AGAIN => return Ok((method, None)),
             Err(e) if e == Errno::INTR => {}
+            // A connected ICMP socket reports a "destination unreachable" answer as an errno.
+            Err(e)
+                if e == Errno::CONNREFUSED || e == Errno::HOSTUNREACH || e == Errno::NETUNREACH =>
+            {
+                return Err(EchoError::Failed(
+                    method,
+                    format!("destination unreachable reported for {addr} ({})", io(e)),
+                ));
+            }
             Err(e) => return Err(EchoError::Failed(method, format!("{addr}: {}", io(e)))),
         }
     }
