@@ -509,3 +509,72 @@ async fn the_cpu_checker_answers_from_a_running_sampler_at_once() {
         "a stopped sampler is not read"
     );
 }
+
+#[tokio::test]
+async fn discarding_an_incident_detaches_its_alerts_and_drops_its_events() {
+    use tocsin_core::domain::{AlertStatus, Labels, Severity};
+    for db in store::testing::all().await {
+        let (alert_id, incident_id) = db
+            .store
+            .write(|c| {
+                let inc = store::insert_incident(
+                    c,
+                    &store::NewIncident {
+                        title: "t".into(),
+                        severity: Severity::Warning,
+                        description: String::new(),
+                        group_key: "k".into(),
+                        metadata: json!({}),
+                    },
+                )?;
+                store::add_incident_event(c, inc.id, "opened", "", "open", "system", json!({}))?;
+                let a = store::insert_alert(
+                    c,
+                    &store::NewAlert {
+                        fingerprint: "fp".into(),
+                        source: checkers::ALERT_SOURCE.into(),
+                        name: "CPU Check Alert".into(),
+                        severity: Severity::Warning,
+                        status: AlertStatus::Firing,
+                        description: String::new(),
+                        labels: Labels::new(),
+                        annotations: Labels::new(),
+                        raw_payload: json!({}),
+                        trace_id: "t".into(),
+                        started_at: chrono::Utc::now(),
+                        ended_at: None,
+                        incident_id: Some(inc.id),
+                    },
+                )?;
+                Ok((a.id, inc.id))
+            })
+            .await
+            .unwrap();
+        let detached = db
+            .store
+            .write(move |c| store::checks::discard_incident(c, incident_id))
+            .await
+            .unwrap();
+        assert_eq!(detached, 1, "{}", db.label);
+        let alert = db
+            .store
+            .run(move |c| store::get_alert(c, alert_id))
+            .await
+            .unwrap();
+        assert_eq!(alert.incident_id, None, "{}", db.label);
+        assert!(
+            db.store
+                .run(move |c| store::get_incident(c, incident_id))
+                .await
+                .is_err(),
+            "{}",
+            db.label
+        );
+        let events = db
+            .store
+            .run(move |c| store::list_incident_events(c, incident_id))
+            .await
+            .unwrap();
+        assert!(events.is_empty(), "{}", db.label);
+    }
+}

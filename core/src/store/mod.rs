@@ -11,6 +11,7 @@
 //! mutex is cheaper and fairer than spinning on `SQLITE_BUSY`.
 
 pub mod ingest;
+pub mod checks;
 mod records;
 pub mod rows;
 pub mod schema;
