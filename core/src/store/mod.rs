@@ -10,6 +10,8 @@
 //! process are serialised by a mutex: SQLite allows one writer at a time anyway, and waiting on a
 //! mutex is cheaper and fairer than spinning on `SQLITE_BUSY`.
 
+pub mod ingest;
+pub mod checks;
 mod records;
 pub mod rows;
 pub mod schema;

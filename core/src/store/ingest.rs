@@ -1,0 +1,124 @@
+//! Storage functions of the INGEST write path (deduplication and incident grouping), used by
+//! `tocsin-ingest`. Like [`super::records`] they are synchronous functions over a connection, so the
+//! caller composes them inside one transaction.
+//!
+//! None of them scans a table: every lookup goes through an index (`alerts (source, fingerprint)`,
+//! `alerts (incident_id)`, `incidents (group_key, status)`).
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+
+use super::rows::{AlertRow, IncidentRow};
+use super::schema::{alerts, incidents};
+use super::{AnyConnection, json_to, now};
+use crate::domain::{Alert, AlertStatus, Incident, IncidentStatus, Labels, Severity};
+use crate::error::{Error, Result};
+
+/// The newest incident with this grouping key that is still open or acknowledged.
+pub fn find_active_incident_by_group(conn: &mut AnyConnection, group_key: &str) -> Result<Option<Incident>> {
+    incidents::table
+        .filter(incidents::group_key.eq(group_key))
+        .filter(incidents::status.eq_any([IncidentStatus::Open.as_str(), IncidentStatus::Acknowledged.as_str()]))
+        .order((incidents::created_at.desc(), incidents::id.desc()))
+        .select(incidents::all_columns)
+        .first::<IncidentRow>(conn)
+        .optional()?
+        .map(TryInto::try_into)
+        .transpose()
+}
+
+/// Every mutable field of a stored alert, written at once by [`update_alert`].
+#[derive(Debug, Clone)]
+pub struct AlertUpdate {
+    /// Alert name.
+    pub name: String,
+    /// Severity.
+    pub severity: Severity,
+    /// Status.
+    pub status: AlertStatus,
+    /// Description.
+    pub description: String,
+    /// Labels.
+    pub labels: Labels,
+    /// Annotations.
+    pub annotations: Labels,
+    /// This alert's part of the latest body.
+    pub raw_payload: serde_json::Value,
+    /// Correlation id of the request that changed it.
+    pub trace_id: String,
+    /// When the condition started.
+    pub started_at: DateTime<Utc>,
+    /// When it ended.
+    pub ended_at: Option<DateTime<Utc>>,
+    /// The incident that groups it.
+    pub incident_id: Option<i64>,
+}
+
+/// Replaces an alert's mutable fields and stamps `updated_at`.
+pub fn update_alert(conn: &mut AnyConnection, id: i64, u: &AlertUpdate) -> Result<Alert> {
+    let n = diesel::update(alerts::table.find(id))
+        .set((
+            alerts::name.eq(&u.name),
+            alerts::severity.eq(u.severity.as_str()),
+            alerts::status.eq(u.status.as_str()),
+            alerts::description.eq(&u.description),
+            alerts::labels.eq(json_to(&u.labels)?),
+            alerts::annotations.eq(json_to(&u.annotations)?),
+            alerts::raw_payload.eq(json_to(&u.raw_payload)?),
+            alerts::trace_id.eq(&u.trace_id),
+            alerts::started_at.eq(u.started_at.naive_utc()),
+            alerts::ended_at.eq(u.ended_at.map(|t| t.naive_utc())),
+            alerts::updated_at.eq(now()),
+            alerts::incident_id.eq(u.incident_id),
+        ))
+        .execute(conn)?;
+    if n == 0 {
+        return Err(Error::not_found(format!("alert {id} not found")));
+    }
+    get_alert_row(conn, id)
+}
+
+fn get_alert_row(conn: &mut AnyConnection, id: i64) -> Result<Alert> {
+    alerts::table
+        .find(id)
+        .select(alerts::all_columns)
+        .first::<AlertRow>(conn)
+        .optional()?
+        .ok_or_else(|| Error::not_found(format!("alert {id} not found")))?
+        .try_into()
+}
+
+/// Stamps an alert's `updated_at` and nothing else (an identical re-send).
+pub fn touch_alert(conn: &mut AnyConnection, id: i64) -> Result<()> {
+    diesel::update(alerts::table.find(id)).set(alerts::updated_at.eq(now())).execute(conn)?;
+    Ok(())
+}
+
+/// How many alerts of an incident are firing, leaving out one alert (the one being resolved).
+pub fn count_firing_alerts(conn: &mut AnyConnection, incident_id: i64, except_alert: Option<i64>) -> Result<i64> {
+    let mut q = alerts::table
+        .filter(alerts::incident_id.eq(incident_id))
+        .filter(alerts::status.eq(AlertStatus::Firing.as_str()))
+        .into_boxed();
+    if let Some(id) = except_alert {
+        q = q.filter(alerts::id.ne(id));
+    }
+    Ok(q.count().get_result(conn)?)
+}
+
+/// Sets an incident's severity and stamps `updated_at` (the caller records the event).
+pub fn set_incident_severity(conn: &mut AnyConnection, incident_id: i64, severity: Severity) -> Result<()> {
+    let n = diesel::update(incidents::table.find(incident_id))
+        .set((incidents::severity.eq(severity.as_str()), incidents::updated_at.eq(now())))
+        .execute(conn)?;
+    if n == 0 {
+        return Err(Error::not_found(format!("incident {incident_id} not found")));
+    }
+    Ok(())
+}
+
+/// Stamps an incident's `updated_at`.
+pub fn touch_incident(conn: &mut AnyConnection, incident_id: i64) -> Result<()> {
+    diesel::update(incidents::table.find(incident_id)).set(incidents::updated_at.eq(now())).execute(conn)?;
+    Ok(())
+}

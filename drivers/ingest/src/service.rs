@@ -1,0 +1,1029 @@
+//! The INGEST write path: deduplicate alerts on (source, fingerprint), group them into incidents,
+//! record material changes only, and run it all in one transaction per request.
+//!
+//! # Rules
+//! - **Deduplication**: an alert is identified by its source (driver) and fingerprint. A re-send
+//!   with nothing material changed only stamps `updated_at` (no history row).
+//! - **History** records material changes with old and new values: `created`, `resolved`,
+//!   `refired`, `severity_changed`, `description_changed`, `labels_changed`, `acknowledged`.
+//!   A resolution keeps the severity the alert fired with.
+//! - **Grouping**: a firing alert joins the open (or acknowledged) incident with the same alert
+//!   name and instance (the first of labels `instance_id`, `instance`, `hostname`, `host`);
+//!   group key `name|instance`, or `name` without an instance. Otherwise it opens one.
+//! - **Severity** of an incident only escalates while it is open or acknowledged (`escalated`
+//!   event with old and new values).
+//! - **Re-fire**: a resolved alert that fires again joins its incident if that is still active,
+//!   else an active sibling incident of its group, else re-opens its resolved incident
+//!   (`reopened` event); a closed incident stays closed and a new one opens.
+//! - **Resolution** is incremental: when an alert resolves, its incident resolves if no other
+//!   alert of it is firing (an indexed count of that incident's alerts, no scan of incidents).
+//! - **Acknowledgement** (PagerDuty `incident.acknowledged`, Opsgenie `Acknowledge`...)
+//!   acknowledges the incident; the alert keeps firing.
+//! - **Atomicity**: every alert of one request, the incident changes and the [`TxHook`] run in
+//!   one transaction: all of it is stored, or nothing.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tocsin_core::domain::{
+    AlertStatus, Incident, IncidentEvent, IncidentStatus, Labels, Severity, new_id,
+};
+use tocsin_core::plugin::{Headers, NormalizedAlert};
+use tocsin_core::store::ingest::{
+    AlertUpdate, count_firing_alerts, find_active_incident_by_group, set_incident_severity,
+    touch_alert, touch_incident, update_alert,
+};
+use tocsin_core::store::{
+    AnyConnection, NewAlert, NewIncident, add_alert_history, add_incident_event, find_alert,
+    get_incident, insert_alert, insert_incident, set_incident_status,
+};
+use tocsin_core::{Error, ErrorKind, Result, Secret, Tocsin};
+
+/// A webhook body: raw bytes as received (decoded strictly, signatures checked) or an already
+/// decoded JSON value (a pipeline state, an in-process caller: trusted, no signature check).
+#[derive(Debug, Clone)]
+pub enum IngestBody {
+    /// The bytes as received.
+    Raw(Vec<u8>),
+    /// A decoded JSON value.
+    Json(Value),
+}
+
+impl From<Vec<u8>> for IngestBody {
+    fn from(v: Vec<u8>) -> Self {
+        Self::Raw(v)
+    }
+}
+
+impl From<&[u8]> for IngestBody {
+    fn from(v: &[u8]) -> Self {
+        Self::Raw(v.to_vec())
+    }
+}
+
+impl From<Value> for IngestBody {
+    fn from(v: Value) -> Self {
+        Self::Json(v)
+    }
+}
+
+/// One webhook to ingest.
+#[derive(Debug, Clone)]
+pub struct IngestRequest {
+    /// The driver named by the caller (`/alerts/webhook/<driver>/`), or `None` to detect it.
+    pub driver: Option<String>,
+    /// The body.
+    pub body: IngestBody,
+    /// Request headers, names lower-cased (for signatures).
+    pub headers: Headers,
+    /// The correlation id to record; a new one is made when `None`.
+    pub trace_id: Option<String>,
+}
+
+/// What happened to an incident, as the hook and the outcome report it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IncidentChangeKind {
+    /// A new incident was opened.
+    Created,
+    /// Its severity rose.
+    Escalated,
+    /// An alert of it fired again (it was re-opened, or a re-fired alert joined it).
+    Refired,
+    /// Its last firing alert resolved, so it resolved.
+    Resolved,
+    /// The vendor reported an acknowledgement.
+    Acknowledged,
+}
+
+/// An incident that materially changed in one request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IncidentChange {
+    /// The incident.
+    pub incident_id: i64,
+    /// What happened.
+    pub kind: IncidentChangeKind,
+    /// Its severity after the change.
+    pub severity: Severity,
+    /// Its status after the change.
+    pub status: IncidentStatus,
+    /// The alerts that caused it.
+    pub alert_ids: Vec<i64>,
+    /// The source (driver) of the request.
+    pub source: String,
+    /// The request's trace id.
+    pub trace_id: String,
+}
+
+/// Called inside the write transaction after the alerts are written, with the incidents that
+/// materially changed (possibly none); returns pipeline run ids for [`IngestOutcome::run_ids`].
+/// An error rolls the whole request back.
+pub type TxHook =
+    Box<dyn FnOnce(&mut AnyConnection, &[IncidentChange]) -> Result<Vec<String>> + Send>;
+
+/// Makes one [`TxHook`] per request; adapters find it in their state (an axum extension).
+#[derive(Clone)]
+pub struct HookFactory(pub Arc<dyn Fn() -> TxHook + Send + Sync>);
+
+impl std::fmt::Debug for HookFactory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HookFactory")
+    }
+}
+
+/// What happened to one alert of the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertOutcome {
+    /// First seen.
+    Created,
+    /// Materially changed (re-fired, severity, description, labels, acknowledged, annotations).
+    Updated,
+    /// Went from firing to resolved.
+    Resolved,
+    /// An identical re-send.
+    Unchanged,
+}
+
+/// One stored alert of the request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IngestedAlert {
+    /// Database id.
+    pub id: i64,
+    /// Fingerprint.
+    pub fingerprint: String,
+    /// Name.
+    pub name: String,
+    /// Status after the request.
+    pub status: AlertStatus,
+    /// Its incident.
+    pub incident_id: Option<i64>,
+    /// What happened to it.
+    pub outcome: AlertOutcome,
+}
+
+/// The result of one request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IngestOutcome {
+    /// The driver (source) used.
+    pub driver: String,
+    /// The correlation id.
+    pub trace_id: String,
+    /// Alerts seen for the first time.
+    pub created: usize,
+    /// Alerts materially changed (not counting resolutions).
+    pub updated: usize,
+    /// Alerts that went from firing to resolved.
+    pub resolved: usize,
+    /// Identical re-sends.
+    pub unchanged: usize,
+    /// The incidents of the request's alerts, in order, without repeats.
+    pub incident_ids: Vec<i64>,
+    /// The incidents that materially changed.
+    pub changes: Vec<IncidentChange>,
+    /// Run ids returned by the hook.
+    pub run_ids: Vec<String>,
+    /// The stored alerts.
+    pub alerts: Vec<IngestedAlert>,
+    /// Why an accepted body carried no alert.
+    pub empty_reason: Option<String>,
+    /// Payload-level facts the driver reported.
+    #[serde(default)]
+    pub meta: serde_json::Map<String, Value>,
+}
+
+impl IngestOutcome {
+    fn empty(driver: &str, trace_id: String) -> Self {
+        Self {
+            driver: driver.to_owned(),
+            trace_id,
+            created: 0,
+            updated: 0,
+            resolved: 0,
+            unchanged: 0,
+            incident_ids: Vec::new(),
+            changes: Vec::new(),
+            run_ids: Vec::new(),
+            alerts: Vec::new(),
+            empty_reason: None,
+            meta: Default::default(),
+        }
+    }
+}
+
+/// Per-source shared secrets for signature verification.
+#[derive(Debug, Clone, Default)]
+pub struct WebhookSecrets(BTreeMap<String, Secret>);
+
+/// The environment variable prefix of the per-source secrets: `TOCSIN_WEBHOOK_SECRET_PAGERDUTY`,
+/// `TOCSIN_WEBHOOK_SECRET_GENERIC`...
+pub const SECRET_ENV_PREFIX: &str = "TOCSIN_WEBHOOK_SECRET_";
+
+impl WebhookSecrets {
+    /// No secrets: no signature is checked.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// Secrets from `TOCSIN_WEBHOOK_SECRET_<DRIVER>` variables (empty values ignored).
+    pub fn from_env() -> Self {
+        let mut map = BTreeMap::new();
+        for (k, v) in std::env::vars() {
+            if let Some(name) = k.strip_prefix(SECRET_ENV_PREFIX)
+                && !v.is_empty()
+            {
+                map.insert(name.to_ascii_lowercase(), Secret::new(v));
+            }
+        }
+        Self(map)
+    }
+
+    /// Adds a secret for a driver.
+    pub fn with(mut self, driver: &str, secret: Secret) -> Self {
+        self.0.insert(driver.to_owned(), secret);
+        self
+    }
+
+    /// The secret of a driver, if configured.
+    pub fn get(&self, driver: &str) -> Option<&Secret> {
+        self.0.get(driver)
+    }
+}
+
+/// Parses a webhook (detecting the driver unless named), verifies its signature when the
+/// driver's secret is set in `TOCSIN_WEBHOOK_SECRET_<DRIVER>`, and stores its alerts in one
+/// transaction with `hook`.
+pub async fn ingest(
+    tocsin: &Tocsin,
+    req: IngestRequest,
+    hook: Option<TxHook>,
+) -> Result<IngestOutcome> {
+    ingest_with_secrets(tocsin, req, hook, &WebhookSecrets::from_env()).await
+}
+
+/// [`ingest`] with explicit secrets.
+pub async fn ingest_with_secrets(
+    tocsin: &Tocsin,
+    req: IngestRequest,
+    hook: Option<TxHook>,
+    secrets: &WebhookSecrets,
+) -> Result<IngestOutcome> {
+    let trace_id = req
+        .trace_id
+        .clone()
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(new_id);
+    let (body, raw) = match req.body {
+        IngestBody::Raw(bytes) => (crate::body::decode(&bytes)?, Some(bytes)),
+        IngestBody::Json(v) => {
+            crate::body::require_object(&v)?;
+            (v, None)
+        }
+    };
+    let descriptor = match req.driver.as_deref() {
+        Some(name) => tocsin.plugins().ingestors.get(name)?,
+        None => crate::detect(tocsin.plugins(), &body)?,
+    };
+    let driver = (descriptor.build)(&Value::Object(Default::default()), &tocsin.build_context())?;
+    if let (Some(secret), Some(raw)) = (secrets.get(descriptor.name), raw.as_deref()) {
+        driver.verify_signature(raw, &req.headers, secret)?;
+    }
+    let parsed = driver.parse(&body)?;
+    if parsed.alerts.is_empty() {
+        let Some(reason) = parsed.empty_reason else {
+            return Err(Error::new(
+                ErrorKind::UnrecognizedPayload,
+                format!("{}: the body carries no alert", descriptor.name),
+            ));
+        };
+        tracing::info!(driver = descriptor.name, trace_id = %trace_id, reason = %reason, "Accepted a webhook with no alert.");
+        let mut out = IngestOutcome::empty(descriptor.name, trace_id);
+        out.empty_reason = Some(reason);
+        out.meta = parsed.meta;
+        return Ok(out);
+    }
+    let mut out = store_alerts(
+        tocsin,
+        descriptor.name,
+        parsed.alerts,
+        trace_id,
+        hook,
+        parsed.meta.clone(),
+    )
+    .await?;
+    out.meta = parsed.meta;
+    Ok(out)
+}
+
+/// Stores alerts built in process (the health checkers use source `tocsin-checkers`), with the
+/// same deduplication, grouping and transaction as a webhook.
+pub async fn ingest_alerts(
+    tocsin: &Tocsin,
+    source: &str,
+    alerts: Vec<NormalizedAlert>,
+    trace_id: Option<String>,
+    hook: Option<TxHook>,
+) -> Result<IngestOutcome> {
+    let trace_id = trace_id.filter(|t| !t.is_empty()).unwrap_or_else(new_id);
+    if source.trim().is_empty() {
+        return Err(Error::invalid_input("the alert source must not be empty"));
+    }
+    if alerts.is_empty() {
+        let mut out = IngestOutcome::empty(source, trace_id);
+        out.empty_reason = Some("no alerts were given".to_owned());
+        return Ok(out);
+    }
+    store_alerts(tocsin, source, alerts, trace_id, hook, Default::default()).await
+}
+
+async fn store_alerts(
+    tocsin: &Tocsin,
+    source: &str,
+    alerts: Vec<NormalizedAlert>,
+    trace_id: String,
+    hook: Option<TxHook>,
+    meta: serde_json::Map<String, Value>,
+) -> Result<IngestOutcome> {
+    for a in &alerts {
+        validate(a)?;
+    }
+    let source = source.to_owned();
+    let count = alerts.len();
+    let started = std::time::Instant::now();
+    let out = tocsin
+        .store()
+        .write(move |conn| {
+            let mut w = Writer {
+                conn,
+                source: &source,
+                trace_id: &trace_id,
+                meta: &meta,
+                out: IngestOutcome::empty(&source, trace_id.clone()),
+            };
+            for a in alerts {
+                w.one(a)?;
+            }
+            let Writer { conn, mut out, .. } = w;
+            if let Some(hook) = hook {
+                out.run_ids = hook(conn, &out.changes)?;
+            }
+            Ok(out)
+        })
+        .await?;
+    tracing::info!(
+        driver = %out.driver,
+        trace_id = %out.trace_id,
+        alerts = count,
+        created = out.created,
+        updated = out.updated,
+        resolved = out.resolved,
+        unchanged = out.unchanged,
+        incidents = out.incident_ids.len(),
+        elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "Ingested alerts."
+    );
+    Ok(out)
+}
+
+fn validate(a: &NormalizedAlert) -> Result<()> {
+    if a.fingerprint.trim().is_empty() {
+        return Err(Error::invalid_input(format!(
+            "alert {:?} has an empty fingerprint",
+            a.name
+        )));
+    }
+    if a.name.trim().is_empty() {
+        return Err(Error::invalid_input(format!(
+            "alert {:?} has an empty name",
+            a.fingerprint
+        )));
+    }
+    let strings = [&a.fingerprint, &a.name, &a.description]
+        .into_iter()
+        .chain(a.labels.iter().flat_map(|(k, v)| [k, v]));
+    for s in strings.chain(a.annotations.iter().flat_map(|(k, v)| [k, v])) {
+        if s.contains('\0') {
+            return Err(Error::invalid_input(format!(
+                "alert {:?} contains a NUL character, which cannot be stored",
+                a.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The labels that name an instance, in order of preference.
+pub const INSTANCE_LABELS: &[&str] = &["instance_id", "instance", "hostname", "host"];
+
+/// The instance of an alert: the first of [`INSTANCE_LABELS`] that is set.
+pub fn instance_of(labels: &Labels) -> Option<&str> {
+    INSTANCE_LABELS
+        .iter()
+        .find_map(|k| labels.get(*k).map(String::as_str).filter(|v| !v.is_empty()))
+}
+
+/// The incident grouping key: `name|instance`, or `name` without an instance.
+pub fn group_key(name: &str, labels: &Labels) -> String {
+    match instance_of(labels) {
+        Some(i) => format!("{name}|{i}"),
+        None => name.to_owned(),
+    }
+}
+
+fn active(s: IncidentStatus) -> bool {
+    matches!(s, IncidentStatus::Open | IncidentStatus::Acknowledged)
+}
+
+struct Writer<'c, 'a> {
+    conn: &'c mut AnyConnection,
+    source: &'a str,
+    trace_id: &'a str,
+    meta: &'a serde_json::Map<String, Value>,
+    out: IngestOutcome,
+}
+
+impl Writer<'_, '_> {
+    fn actor(&self) -> String {
+        format!("ingest:{}", self.source)
+    }
+
+    fn change(&mut self, incident: &Incident, kind: IncidentChangeKind, alert_id: Option<i64>) {
+        let existing = self.out.changes.iter_mut().find(|c| {
+            c.incident_id == incident.id
+                && (c.kind == kind
+                    || (c.kind == IncidentChangeKind::Created
+                        && kind == IncidentChangeKind::Escalated))
+        });
+        match existing {
+            Some(c) => {
+                c.severity = incident.severity;
+                c.status = incident.status;
+                if let Some(a) = alert_id.filter(|a| !c.alert_ids.contains(a)) {
+                    c.alert_ids.push(a);
+                }
+            }
+            None => self.out.changes.push(IncidentChange {
+                incident_id: incident.id,
+                kind,
+                severity: incident.severity,
+                status: incident.status,
+                alert_ids: alert_id.into_iter().collect(),
+                source: self.source.to_owned(),
+                trace_id: self.trace_id.to_owned(),
+            }),
+        }
+    }
+
+    /// Adds the alert id to changes recorded before the alert existed.
+    fn attach_alert_to_changes(&mut self, incident_id: i64, alert_id: i64) {
+        for c in self
+            .out
+            .changes
+            .iter_mut()
+            .filter(|c| c.incident_id == incident_id && c.alert_ids.is_empty())
+        {
+            c.alert_ids.push(alert_id);
+        }
+    }
+
+    /// The active incident of the group, escalated if needed, or a new one.
+    fn attach_or_open(
+        &mut self,
+        a: &NormalizedAlert,
+        key: &str,
+        alert_id: Option<i64>,
+    ) -> Result<Incident> {
+        if let Some(inc) = find_active_incident_by_group(self.conn, key)? {
+            return self.join(inc, a, alert_id);
+        }
+        let title = match instance_of(&a.labels) {
+            Some(i) => format!("{} on {i}", a.name),
+            None => a.name.clone(),
+        };
+        let inc = insert_incident(
+            self.conn,
+            &NewIncident {
+                title,
+                severity: a.severity,
+                description: a.description.clone(),
+                group_key: key.to_owned(),
+                metadata: json!({
+                    "source": self.source,
+                    "trace_id": self.trace_id,
+                    "alert_name": a.name,
+                    "instance": instance_of(&a.labels),
+                    "payload": Value::Object(self.meta.clone()),
+                }),
+            },
+        )?;
+        add_incident_event(
+            self.conn,
+            inc.id,
+            "opened",
+            "",
+            IncidentStatus::Open.as_str(),
+            &self.actor(),
+            json!({"fingerprint": a.fingerprint, "source": self.source, "severity": a.severity, "trace_id": self.trace_id}),
+        )?;
+        self.change(&inc, IncidentChangeKind::Created, alert_id);
+        Ok(inc)
+    }
+
+    /// A firing alert joins an active incident: escalate it if the alert is worse.
+    fn join(
+        &mut self,
+        inc: Incident,
+        a: &NormalizedAlert,
+        alert_id: Option<i64>,
+    ) -> Result<Incident> {
+        if a.severity > inc.severity && active(inc.status) {
+            set_incident_severity(self.conn, inc.id, a.severity)?;
+            add_incident_event(
+                self.conn,
+                inc.id,
+                "escalated",
+                inc.status.as_str(),
+                inc.status.as_str(),
+                &self.actor(),
+                json!({"old_severity": inc.severity, "new_severity": a.severity, "fingerprint": a.fingerprint, "trace_id": self.trace_id}),
+            )?;
+            let inc = get_incident(self.conn, inc.id)?;
+            self.change(&inc, IncidentChangeKind::Escalated, alert_id);
+            return Ok(inc);
+        }
+        touch_incident(self.conn, inc.id)?;
+        Ok(inc)
+    }
+
+    fn acknowledge(
+        &mut self,
+        incident_id: i64,
+        alert_id: i64,
+        a: &NormalizedAlert,
+    ) -> Result<bool> {
+        let inc = get_incident(self.conn, incident_id)?;
+        if inc.status != IncidentStatus::Open {
+            return Ok(false);
+        }
+        let inc = set_incident_status(
+            self.conn,
+            incident_id,
+            IncidentStatus::Acknowledged,
+            &self.actor(),
+            json!({"fingerprint": a.fingerprint, "reason": "the source reported an acknowledgement", "trace_id": self.trace_id}),
+        )?;
+        add_alert_history(
+            self.conn,
+            alert_id,
+            "acknowledged",
+            a.status.as_str(),
+            a.status.as_str(),
+            json!({"incident_id": incident_id}),
+        )?;
+        self.change(&inc, IncidentChangeKind::Acknowledged, Some(alert_id));
+        Ok(true)
+    }
+
+    fn record(
+        &mut self,
+        id: i64,
+        a: &NormalizedAlert,
+        incident_id: Option<i64>,
+        outcome: AlertOutcome,
+    ) {
+        match outcome {
+            AlertOutcome::Created => self.out.created += 1,
+            AlertOutcome::Updated => self.out.updated += 1,
+            AlertOutcome::Resolved => self.out.resolved += 1,
+            AlertOutcome::Unchanged => self.out.unchanged += 1,
+        }
+        if let Some(i) = incident_id.filter(|i| !self.out.incident_ids.contains(i)) {
+            self.out.incident_ids.push(i);
+        }
+        self.out.alerts.push(IngestedAlert {
+            id,
+            fingerprint: a.fingerprint.clone(),
+            name: a.name.clone(),
+            status: a.status,
+            incident_id,
+            outcome,
+        });
+    }
+
+    fn one(&mut self, a: NormalizedAlert) -> Result<()> {
+        let key = group_key(&a.name, &a.labels);
+        match find_alert(self.conn, self.source, &a.fingerprint)? {
+            None => self.create(a, &key),
+            Some(old) => self.update(old, a, &key),
+        }
+    }
+
+    fn create(&mut self, a: NormalizedAlert, key: &str) -> Result<()> {
+        let incident = match a.status {
+            AlertStatus::Firing => Some(self.attach_or_open(&a, key, None)?),
+            // A resolution we never saw fire: keep it beside an active sibling, open nothing.
+            AlertStatus::Resolved => find_active_incident_by_group(self.conn, key)?,
+        };
+        let now = chrono::Utc::now();
+        let stored = insert_alert(
+            self.conn,
+            &NewAlert {
+                fingerprint: a.fingerprint.clone(),
+                source: self.source.to_owned(),
+                name: a.name.clone(),
+                severity: a.severity,
+                status: a.status,
+                description: a.description.clone(),
+                labels: a.labels.clone(),
+                annotations: a.annotations.clone(),
+                raw_payload: a.raw_payload.clone(),
+                trace_id: self.trace_id.to_owned(),
+                started_at: a.started_at.unwrap_or(now),
+                ended_at: match a.status {
+                    AlertStatus::Firing => None,
+                    AlertStatus::Resolved => Some(a.ended_at.unwrap_or(now)),
+                },
+                incident_id: incident.as_ref().map(|i| i.id),
+            },
+        )?;
+        if let Some(inc) = &incident {
+            self.attach_alert_to_changes(inc.id, stored.id);
+        }
+        add_alert_history(
+            self.conn,
+            stored.id,
+            "created",
+            "",
+            a.status.as_str(),
+            json!({"severity": a.severity, "incident_id": stored.incident_id, "trace_id": self.trace_id}),
+        )?;
+        if a.acknowledged
+            && a.status == AlertStatus::Firing
+            && let Some(inc) = &incident
+        {
+            self.acknowledge(inc.id, stored.id, &a)?;
+        }
+        self.record(stored.id, &a, stored.incident_id, AlertOutcome::Created);
+        Ok(())
+    }
+
+    fn update(
+        &mut self,
+        old: tocsin_core::domain::Alert,
+        a: NormalizedAlert,
+        key: &str,
+    ) -> Result<()> {
+        let now = chrono::Utc::now();
+        let mut incident_id = old.incident_id;
+        let mut outcome = AlertOutcome::Unchanged;
+        let mut severity = a.severity;
+        let mut started_at = a.started_at.unwrap_or(old.started_at);
+        let mut ended_at = old.ended_at;
+        // Field changes, with old and new values.
+        let mut diffs: Vec<(&str, Value)> = Vec::new();
+        match (old.status, a.status) {
+            (AlertStatus::Firing, AlertStatus::Resolved)
+            | (AlertStatus::Resolved, AlertStatus::Resolved) => {
+                // A resolution keeps the severity the alert fired with.
+                severity = old.severity;
+            }
+            _ => {}
+        }
+        if severity != old.severity {
+            diffs.push((
+                "severity_changed",
+                json!({"old": old.severity, "new": severity}),
+            ));
+        }
+        if a.description != old.description {
+            diffs.push((
+                "description_changed",
+                json!({"old": old.description, "new": a.description}),
+            ));
+        }
+        if a.labels != old.labels {
+            diffs.push((
+                "labels_changed",
+                json!({"old": old.labels, "new": a.labels}),
+            ));
+        }
+        let status_event = match (old.status, a.status) {
+            (AlertStatus::Firing, AlertStatus::Resolved) => {
+                ended_at = Some(a.ended_at.unwrap_or(now));
+                started_at = old.started_at;
+                outcome = AlertOutcome::Resolved;
+                Some("resolved")
+            }
+            (AlertStatus::Resolved, AlertStatus::Firing) => {
+                ended_at = None;
+                started_at = a.started_at.unwrap_or(now);
+                outcome = AlertOutcome::Updated;
+                Some("refired")
+            }
+            _ => None,
+        };
+        if !diffs.is_empty() && outcome == AlertOutcome::Unchanged {
+            outcome = AlertOutcome::Updated;
+        }
+        let annotations_changed = a.annotations != old.annotations;
+        let nothing_else = status_event.is_none() && diffs.is_empty() && !annotations_changed;
+        let wants_ack = a.acknowledged && a.status == AlertStatus::Firing;
+
+        // Incident side of a re-fire, before the alert row is written.
+        if status_event == Some("refired") {
+            incident_id = Some(self.refire_incident(&old, &a, key)?.id);
+        } else if a.status == AlertStatus::Firing
+            && severity > old.severity
+            && let Some(iid) = incident_id
+        {
+            let inc = get_incident(self.conn, iid)?;
+            if active(inc.status) {
+                self.join(inc, &a, Some(old.id))?;
+            }
+        }
+
+        if nothing_else && !wants_ack {
+            touch_alert(self.conn, old.id)?;
+            self.record(old.id, &a, incident_id, AlertOutcome::Unchanged);
+            return Ok(());
+        }
+        if !nothing_else {
+            update_alert(
+                self.conn,
+                old.id,
+                &AlertUpdate {
+                    name: a.name.clone(),
+                    severity,
+                    status: a.status,
+                    description: a.description.clone(),
+                    labels: a.labels.clone(),
+                    annotations: a.annotations.clone(),
+                    raw_payload: a.raw_payload.clone(),
+                    trace_id: self.trace_id.to_owned(),
+                    started_at,
+                    ended_at,
+                    incident_id,
+                },
+            )?;
+            if outcome == AlertOutcome::Unchanged {
+                outcome = AlertOutcome::Updated;
+            }
+        }
+        if let Some(event) = status_event {
+            let mut details = json!({"trace_id": self.trace_id, "incident_id": incident_id});
+            if let Some(m) = details.as_object_mut() {
+                for (k, v) in &diffs {
+                    m.insert((*k).to_owned(), v.clone());
+                }
+            }
+            add_alert_history(
+                self.conn,
+                old.id,
+                event,
+                old.status.as_str(),
+                a.status.as_str(),
+                details,
+            )?;
+        } else {
+            for (event, details) in &diffs {
+                add_alert_history(
+                    self.conn,
+                    old.id,
+                    event,
+                    old.status.as_str(),
+                    a.status.as_str(),
+                    details.clone(),
+                )?;
+            }
+        }
+        if status_event == Some("resolved")
+            && let Some(iid) = incident_id
+        {
+            self.maybe_resolve(iid, old.id, &a)?;
+        }
+        if wants_ack {
+            if let Some(iid) = incident_id
+                && self.acknowledge(iid, old.id, &a)?
+                && outcome == AlertOutcome::Unchanged
+            {
+                outcome = AlertOutcome::Updated;
+            }
+            if nothing_else {
+                touch_alert(self.conn, old.id)?;
+            }
+        }
+        self.record(old.id, &a, incident_id, outcome);
+        Ok(())
+    }
+
+    /// Where a re-fired alert belongs: its incident if still active, else an active sibling,
+    /// else its resolved incident re-opened, else a new incident.
+    fn refire_incident(
+        &mut self,
+        old: &tocsin_core::domain::Alert,
+        a: &NormalizedAlert,
+        key: &str,
+    ) -> Result<Incident> {
+        let own = match old.incident_id {
+            Some(iid) => Some(get_incident(self.conn, iid)?),
+            None => None,
+        };
+        if let Some(inc) = own.as_ref().filter(|i| active(i.status)) {
+            let inc = self.join(inc.clone(), a, Some(old.id))?;
+            self.change(&inc, IncidentChangeKind::Refired, Some(old.id));
+            return Ok(inc);
+        }
+        if let Some(sibling) = find_active_incident_by_group(self.conn, key)? {
+            let inc = self.join(sibling, a, Some(old.id))?;
+            self.change(&inc, IncidentChangeKind::Refired, Some(old.id));
+            return Ok(inc);
+        }
+        if let Some(inc) = own.filter(|i| i.status == IncidentStatus::Resolved) {
+            let mut inc = set_incident_status(
+                self.conn,
+                inc.id,
+                IncidentStatus::Open,
+                &self.actor(),
+                json!({"reason": "an alert fired again", "fingerprint": a.fingerprint, "trace_id": self.trace_id,
+                       "old_severity": inc.severity, "new_severity": a.severity}),
+            )?;
+            if inc.severity != a.severity {
+                set_incident_severity(self.conn, inc.id, a.severity)?;
+                inc = get_incident(self.conn, inc.id)?;
+            }
+            self.change(&inc, IncidentChangeKind::Refired, Some(old.id));
+            return Ok(inc);
+        }
+        self.attach_or_open(a, key, Some(old.id))
+    }
+
+    /// Resolves an incident when the alert that just resolved was its last firing one.
+    fn maybe_resolve(
+        &mut self,
+        incident_id: i64,
+        alert_id: i64,
+        a: &NormalizedAlert,
+    ) -> Result<()> {
+        let inc = get_incident(self.conn, incident_id)?;
+        if !active(inc.status) || count_firing_alerts(self.conn, incident_id, Some(alert_id))? > 0 {
+            return Ok(());
+        }
+        let inc = set_incident_status(
+            self.conn,
+            incident_id,
+            IncidentStatus::Resolved,
+            &self.actor(),
+            json!({"reason": "its last firing alert resolved", "fingerprint": a.fingerprint, "trace_id": self.trace_id}),
+        )?;
+        self.change(&inc, IncidentChangeKind::Resolved, Some(alert_id));
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Incident lifecycle calls
+
+fn conflict(id: i64, from: IncidentStatus, what: &str) -> Error {
+    Error::new(
+        ErrorKind::Conflict,
+        format!("incident {id} is {from}; it cannot be {what}"),
+    )
+}
+
+fn check_actor(actor: &str) -> Result<()> {
+    if actor.trim().is_empty() {
+        return Err(Error::invalid_input("the actor must not be empty"));
+    }
+    Ok(())
+}
+
+async fn transition(
+    tocsin: &Tocsin,
+    id: i64,
+    actor: &str,
+    to: IncidentStatus,
+    allowed: &'static [IncidentStatus],
+    what: &'static str,
+    details: Value,
+) -> Result<Incident> {
+    check_actor(actor)?;
+    let actor = actor.to_owned();
+    tocsin
+        .store()
+        .write(move |c| {
+            let inc = get_incident(c, id)?;
+            if inc.status == to {
+                return Ok(inc);
+            }
+            if !allowed.contains(&inc.status) {
+                return Err(conflict(id, inc.status, what));
+            }
+            set_incident_status(c, id, to, &actor, details)
+        })
+        .await
+}
+
+/// Acknowledges an open incident (recorded as an `acknowledged` event by `actor`). Already
+/// acknowledged is a no-op; a resolved or closed incident is a `Conflict`.
+pub async fn acknowledge_incident(tocsin: &Tocsin, id: i64, actor: &str) -> Result<Incident> {
+    transition(
+        tocsin,
+        id,
+        actor,
+        IncidentStatus::Acknowledged,
+        &[IncidentStatus::Open],
+        "acknowledged",
+        json!({}),
+    )
+    .await
+}
+
+/// Resolves an open or acknowledged incident. Already resolved is a no-op; closed is a `Conflict`.
+pub async fn resolve_incident(tocsin: &Tocsin, id: i64, actor: &str) -> Result<Incident> {
+    transition(
+        tocsin,
+        id,
+        actor,
+        IncidentStatus::Resolved,
+        &[IncidentStatus::Open, IncidentStatus::Acknowledged],
+        "resolved",
+        json!({"reason": "resolved by hand"}),
+    )
+    .await
+}
+
+/// Closes an incident in any state (the end of its lifecycle). Already closed is a no-op.
+pub async fn close_incident(tocsin: &Tocsin, id: i64, actor: &str) -> Result<Incident> {
+    transition(
+        tocsin,
+        id,
+        actor,
+        IncidentStatus::Closed,
+        &[
+            IncidentStatus::Open,
+            IncidentStatus::Acknowledged,
+            IncidentStatus::Resolved,
+        ],
+        "closed",
+        json!({}),
+    )
+    .await
+}
+
+/// Re-opens a resolved or closed incident. Already open is a no-op; acknowledged is a `Conflict`.
+pub async fn reopen_incident(tocsin: &Tocsin, id: i64, actor: &str) -> Result<Incident> {
+    transition(
+        tocsin,
+        id,
+        actor,
+        IncidentStatus::Open,
+        &[IncidentStatus::Resolved, IncidentStatus::Closed],
+        "re-opened",
+        json!({"reason": "re-opened by hand"}),
+    )
+    .await
+}
+
+/// The longest note accepted, in characters.
+pub const MAX_NOTE_CHARS: usize = 10_000;
+
+/// Adds a note to an incident (a `note` event by `actor`, status unchanged).
+pub async fn add_incident_note(
+    tocsin: &Tocsin,
+    id: i64,
+    actor: &str,
+    text: &str,
+) -> Result<IncidentEvent> {
+    check_actor(actor)?;
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(Error::invalid_input("the note is empty"));
+    }
+    if text.chars().count() > MAX_NOTE_CHARS {
+        return Err(Error::invalid_input(format!(
+            "the note is longer than {MAX_NOTE_CHARS} characters"
+        )));
+    }
+    if text.contains('\0') {
+        return Err(Error::invalid_input("the note contains a NUL character"));
+    }
+    let (actor, text) = (actor.to_owned(), text.to_owned());
+    tocsin
+        .store()
+        .write(move |c| {
+            let inc = get_incident(c, id)?;
+            touch_incident(c, id)?;
+            add_incident_event(
+                c,
+                id,
+                "note",
+                inc.status.as_str(),
+                inc.status.as_str(),
+                &actor,
+                json!({"text": text}),
+            )
+        })
+        .await
+}

@@ -1,0 +1,670 @@
+//! `local`: recommendations from evidence measured on this machine — processes by resident
+//! memory and by CPU (via [sysinfo](https://docs.rs/sysinfo/0.40)), load averages, and a parallel
+//! disk scan. No network, no model: every figure is a measurement.
+//!
+//! Operator configuration (`build`), every key optional:
+//! `{"roots": ["/"], "top_n": 10, "threshold_mb": 100, "old_days": 30, "scan_timeout_secs": 30,
+//! "cpu_window_ms": 1000, "max_depth": 3, "disk_percent": 80, "memory_percent": 70, "workers": 0}`.
+//! Requests tune `analyses`, `top_n`, `path`, `threshold_mb` and `old_days` ([`RequestOptions`]).
+
+pub mod disk;
+pub mod plan;
+pub mod procs;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tocsin_core::domain::{Priority, Recommendation, RecommendationType};
+use tocsin_core::plugin::{
+    AnalysisInput, AnalysisOutput, BuildContext, Provider, ProviderDescriptor,
+};
+use tocsin_core::{Error, Result};
+
+use crate::analyze::priority_rank;
+use crate::options::{AnalysisKind, RequestOptions};
+use crate::text::{human, round1};
+
+/// The operator's settings of the local provider.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalConfig {
+    /// Folders a disk scan may read. Default: none (disk scans refused); the library's
+    /// `OperatorConfig::from_env` sets `TOCSIN_ANALYZE_ROOTS` or `/`.
+    #[serde(default)]
+    pub roots: Vec<PathBuf>,
+    /// Processes, directories and files listed. Default 10.
+    #[serde(default = "d_top_n")]
+    pub top_n: usize,
+    /// Size from which files and directories are listed, MiB. Default 100.
+    #[serde(default = "d_threshold")]
+    pub threshold_mb: u64,
+    /// Age from which log/temp/cache files are listed, days. Default 30.
+    #[serde(default = "d_old_days")]
+    pub old_days: u64,
+    /// Deadline of one analysis's disk scans, seconds. Default 30.
+    #[serde(default = "d_timeout")]
+    pub scan_timeout_secs: f64,
+    /// CPU measuring window, milliseconds. Default 1000.
+    #[serde(default = "d_window")]
+    pub cpu_window_ms: u64,
+    /// Directory depth below the scanned folder that is listed. Default 3.
+    #[serde(default = "d_depth")]
+    pub max_depth: usize,
+    /// A general scan looks at filesystems above this use, percent. Default 80.
+    #[serde(default = "d_disk_percent")]
+    pub disk_percent: f64,
+    /// A general scan looks at memory above this use, percent. Default 70.
+    #[serde(default = "d_memory_percent")]
+    pub memory_percent: f64,
+    /// Disk walker threads; 0 picks from the CPU count (2 to 8). Default 0.
+    #[serde(default)]
+    pub workers: usize,
+}
+
+fn d_top_n() -> usize {
+    10
+}
+fn d_threshold() -> u64 {
+    100
+}
+fn d_old_days() -> u64 {
+    30
+}
+fn d_timeout() -> f64 {
+    30.0
+}
+fn d_window() -> u64 {
+    1000
+}
+fn d_depth() -> usize {
+    3
+}
+fn d_disk_percent() -> f64 {
+    80.0
+}
+fn d_memory_percent() -> f64 {
+    70.0
+}
+
+impl Default for LocalConfig {
+    fn default() -> Self {
+        Self {
+            roots: Vec::new(),
+            top_n: d_top_n(),
+            threshold_mb: d_threshold(),
+            old_days: d_old_days(),
+            scan_timeout_secs: d_timeout(),
+            cpu_window_ms: d_window(),
+            max_depth: d_depth(),
+            disk_percent: d_disk_percent(),
+            memory_percent: d_memory_percent(),
+            workers: 0,
+        }
+    }
+}
+
+impl LocalConfig {
+    /// Parses and validates, without I/O.
+    pub fn from_value(v: &Value) -> Result<Self> {
+        let cfg: Self = match v {
+            Value::Null => Self::default(),
+            other => serde_json::from_value(other.clone()).map_err(|e| {
+                Error::invalid_config(format!("invalid local provider config: {e}"))
+            })?,
+        };
+        if !(1..=100).contains(&cfg.top_n) {
+            return Err(Error::invalid_config(
+                "local provider: top_n must be from 1 to 100",
+            ));
+        }
+        if !(cfg.scan_timeout_secs.is_finite()
+            && cfg.scan_timeout_secs > 0.0
+            && cfg.scan_timeout_secs <= 3600.0)
+        {
+            return Err(Error::invalid_config(
+                "local provider: scan_timeout_secs must be from 0 to 3600",
+            ));
+        }
+        if cfg.cpu_window_ms > 60_000 {
+            return Err(Error::invalid_config(
+                "local provider: cpu_window_ms must be at most 60000",
+            ));
+        }
+        if cfg.roots.iter().any(|r| !r.is_absolute()) {
+            return Err(Error::invalid_config(
+                "local provider: roots must be absolute paths",
+            ));
+        }
+        Ok(cfg)
+    }
+}
+
+/// The local provider.
+#[derive(Debug, Clone)]
+pub struct LocalProvider {
+    config: LocalConfig,
+}
+
+impl LocalProvider {
+    /// A provider with these settings.
+    pub fn new(config: LocalConfig) -> Self {
+        Self { config }
+    }
+}
+
+/// The settings of one analysis: operator defaults overridden by the request.
+#[derive(Debug, Clone)]
+struct Effective {
+    cfg: LocalConfig,
+    top_n: usize,
+    threshold_mb: u64,
+    old_days: u64,
+    deadline: Instant,
+}
+
+#[async_trait]
+impl Provider for LocalProvider {
+    async fn analyze(&self, input: &AnalysisInput) -> Result<AnalysisOutput> {
+        let opts: RequestOptions = match &input.options {
+            Value::Null => RequestOptions::default(),
+            v => RequestOptions::from_value(v)?,
+        };
+        let plan = plan::decide(input, &opts);
+        let eff = Effective {
+            top_n: opts.top_n.unwrap_or(self.config.top_n),
+            threshold_mb: opts.threshold_mb.unwrap_or(self.config.threshold_mb),
+            old_days: opts.old_days.unwrap_or(self.config.old_days),
+            deadline: Instant::now() + Duration::from_secs_f64(self.config.scan_timeout_secs),
+            cfg: self.config.clone(),
+        };
+        tracing::debug!(kinds = ?plan.kinds, path = ?plan.disk_path, "Local analysis planned.");
+        let recs = tokio::task::spawn_blocking(move || run(&eff, &plan))
+            .await
+            .map_err(|e| Error::internal(format!("local analysis task failed: {e}")))??;
+        Ok(AnalysisOutput {
+            recommendations: recs,
+            model: None,
+            usage: None,
+            summary: None,
+        })
+    }
+
+    fn redacted_config(&self) -> Value {
+        serde_json::to_value(&self.config).unwrap_or(Value::Null)
+    }
+}
+
+fn run(eff: &Effective, plan: &plan::Plan) -> Result<Vec<Recommendation>> {
+    if plan.kinds.is_empty() {
+        return general(eff, plan);
+    }
+    let mut recs = Vec::new();
+    for kind in &plan.kinds {
+        match kind {
+            AnalysisKind::Memory => recs.push(procs::memory(eff.top_n, &plan.reasons)?),
+            AnalysisKind::Cpu => recs.push(procs::cpu(
+                eff.top_n,
+                Duration::from_millis(eff.cfg.cpu_window_ms),
+                &plan.reasons,
+            )?),
+            AnalysisKind::Disk => {
+                let path = match &plan.disk_path {
+                    Some(p) => p.clone(),
+                    None => first_root(&eff.cfg.roots)?,
+                };
+                let root = disk::resolve_under_roots(&path, &eff.cfg.roots)?;
+                recs.extend(disk_recommendations(eff, &root, &plan.reasons)?);
+            }
+        }
+    }
+    Ok(recs)
+}
+
+fn first_root(roots: &[PathBuf]) -> Result<String> {
+    roots
+        .first()
+        .map(|r| r.display().to_string())
+        .ok_or_else(|| {
+            Error::invalid_input(format!(
+                "disk scans are not allowed here: no scan roots are configured (set {})",
+                crate::analyze::ROOTS_ENV
+            ))
+        })
+}
+
+/// A mounted filesystem and its use.
+#[derive(Debug, Clone, Serialize)]
+pub struct FsUsage {
+    /// Mount point.
+    pub mount_point: String,
+    /// Filesystem type.
+    pub file_system: String,
+    /// Size.
+    pub total_bytes: u64,
+    /// Available to unprivileged users.
+    pub available_bytes: u64,
+    /// `(total - available) / total`, percent.
+    pub used_percent: f64,
+}
+
+const PSEUDO_FS: &[&str] = &[
+    "tmpfs", "devtmpfs", "proc", "sysfs", "squashfs", "overlay", "cgroup", "cgroup2", "devpts",
+    "mqueue", "nsfs", "ramfs",
+];
+
+/// Mounted filesystems, de-duplicated by mount point.
+pub fn filesystems() -> Vec<FsUsage> {
+    let Ok(disks) = sysinfo::Disks::new_with_refreshed_list() else {
+        return Vec::new();
+    };
+    let mut out: Vec<FsUsage> = disks
+        .iter()
+        .filter(|d| d.total_space() > 0)
+        .map(|d| {
+            let total = d.total_space();
+            let avail = d.available_space();
+            FsUsage {
+                mount_point: d.mount_point().display().to_string(),
+                file_system: d.file_system().to_string_lossy().into_owned(),
+                total_bytes: total,
+                available_bytes: avail,
+                used_percent: round1(total.saturating_sub(avail) as f64 * 100.0 / total as f64),
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| a.mount_point.cmp(&b.mount_point));
+    out.dedup_by(|a, b| a.mount_point == b.mount_point);
+    out
+}
+
+/// The filesystem holding `path`: the mount point that is its longest prefix.
+fn filesystem_of(path: &Path, all: &[FsUsage]) -> Option<FsUsage> {
+    all.iter()
+        .filter(|f| path.starts_with(&f.mount_point))
+        .max_by_key(|f| f.mount_point.len())
+        .cloned()
+}
+
+fn disk_priority(used_percent: f64) -> Priority {
+    if used_percent > 95.0 {
+        Priority::Critical
+    } else if used_percent > 90.0 {
+        Priority::High
+    } else if used_percent > 80.0 {
+        Priority::Medium
+    } else {
+        Priority::Low
+    }
+}
+
+fn scan_params(eff: &Effective, root: &Path) -> disk::ScanParams {
+    let workers = if eff.cfg.workers > 0 {
+        eff.cfg.workers
+    } else {
+        std::thread::available_parallelism()
+            .map(|n| n.get() * 2)
+            .unwrap_or(4)
+            .clamp(2, 8)
+    };
+    disk::ScanParams {
+        root: root.to_path_buf(),
+        threshold_bytes: eff.threshold_mb.saturating_mul(1024 * 1024),
+        old_after: Duration::from_secs(eff.old_days.saturating_mul(86_400)),
+        top_n: eff.top_n,
+        max_depth: eff.cfg.max_depth,
+        deadline: eff.deadline,
+        workers,
+    }
+}
+
+/// Scans `root` and turns the report into recommendations.
+fn disk_recommendations(
+    eff: &Effective,
+    root: &Path,
+    reasons: &[String],
+) -> Result<Vec<Recommendation>> {
+    let fs = filesystem_of(root, &filesystems());
+    let report = disk::scan(&scan_params(eff, root))?;
+    Ok(disk_recs_from(eff, &report, fs.as_ref(), reasons))
+}
+
+fn disk_recs_from(
+    eff: &Effective,
+    r: &disk::ScanReport,
+    fs: Option<&FsUsage>,
+    reasons: &[String],
+) -> Vec<Recommendation> {
+    let priority = fs
+        .map(|f| disk_priority(f.used_percent))
+        .unwrap_or(Priority::Low);
+    let fs_text = fs
+        .map(|f| {
+            format!(
+                "{} is {:.1}% used ({} free of {})",
+                f.mount_point,
+                f.used_percent,
+                human(f.available_bytes),
+                human(f.total_bytes)
+            )
+        })
+        .unwrap_or_else(|| "filesystem use unknown".to_owned());
+    let scan = json!({
+        "files_scanned": r.files_scanned,
+        "dirs_scanned": r.dirs_scanned,
+        "total_disk_bytes": r.total_disk_bytes,
+        "complete": r.complete,
+        "duration_ms": r.duration_ms,
+        "unreadable_count": r.unreadable_count,
+        "unreadable": r.unreadable,
+        "skipped_mounts": r.skipped_mounts,
+        "symlinks_skipped": r.symlinks_skipped,
+        "threshold_mb": eff.threshold_mb,
+        "old_days": eff.old_days,
+    });
+    let partial = if r.complete {
+        String::new()
+    } else {
+        format!(
+            " The scan stopped at its deadline after {} ms; figures are lower bounds.",
+            r.duration_ms
+        )
+    };
+    let unread = if r.unreadable_count > 0 {
+        format!(
+            " {} path(s) could not be read (see details.scan.unreadable).",
+            r.unreadable_count
+        )
+    } else {
+        String::new()
+    };
+    let mut recs = Vec::new();
+
+    let top = r.largest_files.first().or(r.largest_dirs.first());
+    let title = match top {
+        Some(t) => format!(
+            "Disk: {fs_text}; largest under {}: {} ({})",
+            r.root,
+            t.path,
+            human(t.disk_bytes)
+        ),
+        None => format!(
+            "Disk: {fs_text}; nothing of {} MiB or more under {}",
+            eff.threshold_mb, r.root
+        ),
+    };
+    let files: Vec<String> = r
+        .largest_files
+        .iter()
+        .take(3)
+        .map(|f| format!("{} ({})", f.path, human(f.disk_bytes)))
+        .collect();
+    let dirs: Vec<String> = r
+        .largest_dirs
+        .iter()
+        .take(3)
+        .map(|d| format!("{} ({})", d.path, human(d.disk_bytes)))
+        .collect();
+    let description = format!(
+        "{} holds {} in {} files. Largest directories: {}. Largest files: {}.{partial}{unread}",
+        r.root,
+        human(r.total_disk_bytes),
+        r.files_scanned,
+        if dirs.is_empty() {
+            "none above the threshold".to_owned()
+        } else {
+            dirs.join(", ")
+        },
+        if files.is_empty() {
+            "none above the threshold".to_owned()
+        } else {
+            files.join(", ")
+        },
+    );
+    let mut actions = Vec::new();
+    if let Some(f) = r.largest_files.first() {
+        actions.push(format!(
+            "Decide whether {} ({}, last modified {:.1} days ago) is still needed; delete, compress or move it.",
+            f.path,
+            human(f.disk_bytes),
+            f.age_days.unwrap_or(0.0)
+        ));
+    }
+    if let Some(d) = r.largest_dirs.first() {
+        actions.push(format!(
+            "Break down {}: `du -xh --max-depth=1 {} | sort -h | tail -15`.",
+            d.path, d.path
+        ));
+    }
+    actions.push(format!("Browse interactively: `ncdu -x {}`.", r.root));
+    if rank(priority) >= rank(Priority::High) {
+        actions.push(
+            "Free space soon: a full filesystem stops writes (databases, logs, package managers)."
+                .to_owned(),
+        );
+    }
+    recs.push(Recommendation {
+        kind: RecommendationType::Disk,
+        priority,
+        title,
+        description,
+        details: json!({
+            "path": r.root,
+            "filesystem": fs,
+            "largest_dirs": r.largest_dirs,
+            "largest_files": r.largest_files,
+            "scan": scan,
+            "why": reasons,
+        }),
+        actions,
+        incident_id: None,
+    });
+
+    if !r.old_files.is_empty() {
+        let total = r.old_logs.disk_bytes + r.old_temp.disk_bytes + r.old_cache.disk_bytes;
+        let count = r.old_logs.count + r.old_temp.count + r.old_cache.count;
+        let old_priority = if total >= 1024 * 1024 * 1024 || rank(priority) >= rank(Priority::High)
+        {
+            Priority::Medium
+        } else {
+            Priority::Low
+        };
+        let biggest: Vec<String> = r
+            .old_files
+            .iter()
+            .take(3)
+            .map(|f| {
+                format!(
+                    "{} ({}, {:.0} days)",
+                    f.path,
+                    human(f.disk_bytes),
+                    f.age_days
+                )
+            })
+            .collect();
+        let days = eff.old_days;
+        recs.push(Recommendation {
+            kind: RecommendationType::Disk,
+            priority: old_priority,
+            title: format!("{count} log, temp and cache files older than {days} days hold {} under {}", human(total), r.root),
+            description: format!(
+                "Logs: {} files, {}; temp: {} files, {}; cache: {} files, {}. Largest: {}.{partial}",
+                r.old_logs.count,
+                human(r.old_logs.disk_bytes),
+                r.old_temp.count,
+                human(r.old_temp.disk_bytes),
+                r.old_cache.count,
+                human(r.old_cache.disk_bytes),
+                biggest.join(", ")
+            ),
+            details: json!({
+                "path": r.root,
+                "old_days": days,
+                "old_files": r.old_files,
+                "totals": {"log": r.old_logs, "temp": r.old_temp, "cache": r.old_cache,
+                           "count": count, "disk_bytes": total, "size_mb": crate::text::mib(total)},
+                "why": reasons,
+            }),
+            actions: vec![
+                format!("List them first: `find {} -xdev -type f -mtime +{days} \\( -name '*.log*' -o -path '*/tmp/*' -o -path '*cache*' \\) -size +1M -ls`.", r.root),
+                "Rotated logs: tune logrotate (`rotate`, `maxage`, `compress`); systemd journal: `journalctl --vacuum-time=30d`.".to_owned(),
+                "Caches can be rebuilt: clear them with their own tool (`apt-get clean`, `pip cache purge`, `npm cache clean --force`).".to_owned(),
+            ],
+            incident_id: None,
+        });
+    }
+    recs
+}
+
+fn rank(p: Priority) -> u8 {
+    priority_rank(p)
+}
+
+/// No incident and no explicit analysis: memory if RAM use is high, CPU if the load exceeds the
+/// cores, disk for every filesystem over its threshold, else one "healthy" summary.
+fn general(eff: &Effective, plan: &plan::Plan) -> Result<Vec<Recommendation>> {
+    let mut recs = Vec::new();
+    let mem = procs::memory_used_percent()?;
+    let mut reasons = plan.reasons.clone();
+    if mem > eff.cfg.memory_percent {
+        reasons.push(format!(
+            "RAM use {mem:.1}% is above {:.0}%",
+            eff.cfg.memory_percent
+        ));
+        recs.push(procs::memory(eff.top_n, &reasons)?);
+    }
+    let load = procs::load_per_core();
+    if load.is_some_and(|l| l > 1.0) {
+        recs.push(procs::cpu(
+            eff.top_n,
+            Duration::from_millis(eff.cfg.cpu_window_ms),
+            &reasons,
+        )?);
+    }
+    let all = filesystems();
+    let roots: Vec<PathBuf> = eff
+        .cfg
+        .roots
+        .iter()
+        .filter_map(|r| r.canonicalize().ok())
+        .collect();
+    for fs in all.iter().filter(|f| {
+        !PSEUDO_FS.contains(&f.file_system.as_str()) && f.used_percent > eff.cfg.disk_percent
+    }) {
+        let mount = Path::new(&fs.mount_point);
+        // Scan the mount if a root allows it, else the part of it a root names.
+        let target = if roots.iter().any(|r| mount.starts_with(r)) {
+            Some(mount.to_path_buf())
+        } else {
+            roots
+                .iter()
+                .find(|r| {
+                    r.starts_with(mount)
+                        && filesystem_of(r, &all).is_some_and(|f| f.mount_point == fs.mount_point)
+                })
+                .cloned()
+        };
+        let why = format!(
+            "{} is {:.1}% used (above {:.0}%)",
+            fs.mount_point, fs.used_percent, eff.cfg.disk_percent
+        );
+        let mut r = reasons.clone();
+        r.push(why.clone());
+        match target {
+            Some(t) if Instant::now() < eff.deadline => {
+                let report = disk::scan(&scan_params(eff, &t))?;
+                recs.extend(disk_recs_from(eff, &report, Some(fs), &r));
+            }
+            _ => recs.push(Recommendation {
+                kind: RecommendationType::Disk,
+                priority: disk_priority(fs.used_percent),
+                title: format!("Disk: {} is {:.1}% used ({} free)", fs.mount_point, fs.used_percent, human(fs.available_bytes)),
+                description: format!(
+                    "{why}. It was not scanned: it lies outside the allowed scan roots or the scan deadline passed."
+                ),
+                details: json!({"filesystem": fs, "why": r}),
+                actions: vec![format!("Find what fills it: `du -xh --max-depth=2 {} | sort -h | tail -20`.", fs.mount_point)],
+                incident_id: None,
+            }),
+        }
+    }
+    if recs.is_empty() {
+        let load_avg = sysinfo::System::load_average()
+            .ok()
+            .map(|l| json!({"one": l.one, "five": l.five, "fifteen": l.fifteen}));
+        let fss: Vec<&FsUsage> = all
+            .iter()
+            .filter(|f| !PSEUDO_FS.contains(&f.file_system.as_str()))
+            .collect();
+        recs.push(Recommendation {
+            kind: RecommendationType::General,
+            priority: Priority::Low,
+            title: format!("No resource pressure: RAM {mem:.1}% used, no filesystem above {:.0}%", eff.cfg.disk_percent),
+            description: format!(
+                "RAM use is {mem:.1}% (threshold {:.0}%), the load is within the cores, and {} filesystem(s) are below {:.0}% use.",
+                eff.cfg.memory_percent,
+                fss.len(),
+                eff.cfg.disk_percent
+            ),
+            details: json!({"memory_used_percent": mem, "load_avg": load_avg, "filesystems": fss, "why": reasons}),
+            actions: vec!["No action needed.".to_owned()],
+            incident_id: None,
+        });
+    }
+    Ok(recs)
+}
+
+fn build(config: &Value, _: &BuildContext) -> Result<Arc<dyn Provider>> {
+    Ok(Arc::new(LocalProvider::new(LocalConfig::from_value(
+        config,
+    )?)))
+}
+
+const REGISTRATION: ProviderDescriptor = ProviderDescriptor {
+    name: "local",
+    description: "Evidence from this machine: top processes by memory and CPU, load, largest and old files.",
+    config_example: r#"{"roots": ["/"], "top_n": 10, "threshold_mb": 100, "old_days": 30, "scan_timeout_secs": 30}"#,
+    build,
+};
+
+/// The registration of the `local` provider (for [`crate::register_all`]).
+pub static DESCRIPTOR: ProviderDescriptor = REGISTRATION;
+
+tocsin_core::register_provider!(REGISTRATION);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_config_parses_and_bad_values_are_refused() {
+        let c =
+            LocalConfig::from_value(&serde_json::from_str(REGISTRATION.config_example).unwrap())
+                .unwrap();
+        assert_eq!(c.roots, vec![PathBuf::from("/")]);
+        assert_eq!(LocalConfig::default().top_n, 10);
+        for bad in [
+            json!({"top_n": 0}),
+            json!({"roots": ["relative"]}),
+            json!({"scan_timeout_secs": -1}),
+            json!({"rootz": []}),
+        ] {
+            assert_eq!(
+                LocalConfig::from_value(&bad).unwrap_err().kind(),
+                tocsin_core::ErrorKind::InvalidConfig,
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn disk_priority_follows_filesystem_use() {
+        assert_eq!(disk_priority(97.0), Priority::Critical);
+        assert_eq!(disk_priority(92.0), Priority::High);
+        assert_eq!(disk_priority(85.0), Priority::Medium);
+        assert_eq!(disk_priority(50.0), Priority::Low);
+    }
+}
