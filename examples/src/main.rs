@@ -27,8 +27,8 @@ use tocsin_providers as _;
 #[derive(Debug, Parser)]
 #[command(name = "tocsin", version, about, propagate_version = true)]
 struct Cli {
-    /// A TOML config file; environment variables override it.
-    #[arg(long, global = true, value_name = "FILE")]
+    /// A TOML config file; environment variables override it. Give it before the command.
+    #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
@@ -74,9 +74,11 @@ impl App {
     }
 }
 
-fn init_tracing() {
+/// Logs on stderr. Servers log at `info` by default; one-shot commands at `warn`, so their own
+/// output stays readable. `RUST_LOG` (a level name) overrides both.
+fn init_tracing(default: &str) {
     use std::io::IsTerminal;
-    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned());
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| default.to_owned());
     let level = match filter.to_ascii_lowercase().as_str() {
         "trace" => tracing::Level::TRACE,
         "debug" => tracing::Level::DEBUG,
@@ -94,7 +96,11 @@ fn init_tracing() {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    let server = matches!(
+        cli.command,
+        Command::Serve(_) | Command::Orchestration(cli::orchestration::Command::Worker(_))
+    );
+    init_tracing(if server { "info" } else { "warn" });
     let config = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {

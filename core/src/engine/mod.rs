@@ -477,6 +477,21 @@ impl Engine {
                     if !queue::renew(c, pk, &owner2, until)? {
                         return Ok(None);
                     }
+                    // An attempt left `running` belongs to a worker that died holding the lease.
+                    diesel::update(
+                        stage_executions::table
+                            .filter(stage_executions::pipeline_run_id.eq(pk))
+                            .filter(stage_executions::node_id.eq(&node_id))
+                            .filter(stage_executions::status.eq(StageStatus::Running.as_str())),
+                    )
+                    .set((
+                        stage_executions::status.eq(StageStatus::Failed.as_str()),
+                        stage_executions::error_type.eq(Some("abandoned")),
+                        stage_executions::error_message.eq(Some("the worker running this attempt stopped before it finished")),
+                        stage_executions::error_retryable.eq(true),
+                        stage_executions::completed_at.eq(Some(now())),
+                    ))
+                    .execute(c)?;
                     diesel::update(pipeline_runs::table.find(pk))
                         .set((
                             pipeline_runs::current_stage.eq(Some(node_id)),

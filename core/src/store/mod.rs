@@ -13,6 +13,7 @@
 pub mod ingest;
 pub mod checks;
 mod records;
+pub mod metrics;
 pub mod rows;
 pub mod schema;
 pub mod testing;

@@ -28,6 +28,7 @@ use tocsin_core::plugin::{IngestorDescriptor, ParsedPayload, Plugins};
 use tocsin_core::{Error, ErrorKind, Result};
 
 pub mod body;
+pub mod pipeline;
 pub(crate) mod common;
 pub mod service;
 pub mod signature;
