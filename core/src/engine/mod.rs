@@ -15,6 +15,8 @@
 //! `failed`. While a worker holds a run it is `processing`; between nodes it reports the last
 //! completed stage kind.
 
+#[cfg(feature = "redis-broker")]
+pub mod broker;
 pub mod definition;
 pub mod queue;
 pub mod transform;
@@ -192,6 +194,8 @@ pub struct Engine {
     backoff_base: Duration,
     poll_interval: Duration,
     lease_margin: Duration,
+    #[cfg(feature = "redis-broker")]
+    broker: Option<broker::Broker>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -218,7 +222,32 @@ impl Engine {
             backoff_base: Duration::from_secs(1),
             poll_interval: Duration::from_millis(500),
             lease_margin: Duration::from_secs(30),
+            #[cfg(feature = "redis-broker")]
+            broker: None,
         }
+    }
+
+    /// Also delivers run ids over a Redis Stream (the database stays the source of truth).
+    #[cfg(feature = "redis-broker")]
+    pub fn with_broker(mut self, broker: broker::Broker) -> Self {
+        self.broker = Some(broker);
+        self
+    }
+
+    /// Announces queued runs to the broker, if there is one. Best effort: workers also poll the
+    /// database, so a run whose announcement failed is still executed.
+    pub async fn announce(&self, run_ids: &[String]) {
+        #[cfg(feature = "redis-broker")]
+        if let Some(b) = &self.broker {
+            for id in run_ids {
+                if let Err(e) = b.publish(id).await {
+                    tracing::warn!(run_id = %id, error = %e, "Could not announce a run on the broker; workers will find it by polling.");
+                }
+            }
+        }
+        #[cfg(not(feature = "redis-broker"))]
+        let _ = run_ids;
+        self.wake();
     }
 
     /// The base of the exponential retry backoff (default 1 s: 1, 2, 4... seconds, with jitter).
@@ -263,7 +292,7 @@ impl Engine {
             .store()
             .write(move |c| enqueue_in(c, &tocsin, &submit))
             .await?;
-        self.wake();
+        self.announce(std::slice::from_ref(&run.run_id)).await;
         Ok(run)
     }
 
@@ -282,7 +311,7 @@ impl Engine {
             .store()
             .write(move |c| queue::resume(c, &id))
             .await?;
-        self.wake();
+        self.announce(std::slice::from_ref(&run.run_id)).await;
         Ok(run)
     }
 
@@ -334,6 +363,10 @@ impl Engine {
     /// due, wakes early when this process queues one.
     pub async fn run_worker(&self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         tracing::info!(worker = %self.worker_id, "Pipeline worker started.");
+        #[cfg(feature = "redis-broker")]
+        if let Some(b) = self.broker.clone() {
+            return self.run_broker_worker(b, shutdown).await;
+        }
         while !*shutdown.borrow() {
             match self.work_once().await {
                 Ok(true) => continue,
@@ -346,6 +379,58 @@ impl Engine {
                 () = self.wake.notified() => {}
                 () = tokio::time::sleep(self.poll_interval) => {}
                 _ = shutdown.changed() => {}
+            }
+        }
+        tracing::info!(worker = %self.worker_id, "Pipeline worker stopped.");
+    }
+
+    #[cfg(feature = "redis-broker")]
+    async fn run_broker_worker(&self, b: broker::Broker, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let mut last_poll = tokio::time::Instant::now();
+        let mut consumer = loop {
+            match b.consumer(&self.worker_id).await {
+                Ok(c) => break c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "Cannot reach the broker; retrying.");
+                    tokio::select! {
+                        () = tokio::time::sleep(self.poll_interval) => {}
+                        _ = shutdown.changed() => return,
+                    }
+                }
+            }
+        };
+        let block = self.poll_interval.min(Duration::from_secs(2));
+        while !*shutdown.borrow() {
+            let next = tokio::select! {
+                r = consumer.next(block) => r,
+                _ = shutdown.changed() => break,
+            };
+            match next {
+                Ok(Some(d)) => {
+                    match self.claim(Some(&d.run_id)).await {
+                        Ok(Some(run)) => {
+                            if let Err(e) = self.execute(run).await {
+                                tracing::warn!(run_id = %d.run_id, error = %e, "Broker-delivered run failed to execute.");
+                            }
+                        }
+                        // Not due (retry backoff) or held by another worker: the database queue has it.
+                        Ok(None) => {}
+                        Err(e) => tracing::warn!(error = %e, "Could not claim a broker-delivered run."),
+                    }
+                    if let Err(e) = b.ack(&d).await {
+                        tracing::warn!(error = %e, "Could not acknowledge a broker delivery.");
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "Broker read failed; falling back to the database queue.");
+                    tokio::time::sleep(self.poll_interval).await;
+                }
+            }
+            // The database remains the source of truth: due retries and lost messages are found here.
+            if last_poll.elapsed() >= self.poll_interval {
+                last_poll = tokio::time::Instant::now();
+                while let Ok(true) = self.work_once().await {}
             }
         }
         tracing::info!(worker = %self.worker_id, "Pipeline worker stopped.");
