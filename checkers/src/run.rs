@@ -180,7 +180,7 @@ async fn execute(name: String, checker: Arc<dyn Checker>) -> CheckResult {
         }
     };
     let duration_ms = (started.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0;
-    tracing::info!(checker = %name, status = %outcome.status, duration_ms, message = %outcome.message, "Checker ran.");
+    tracing::debug!(checker = %name, status = %outcome.status, duration_ms, message = %outcome.message, "Checker ran.");
     CheckResult {
         checker: name,
         status: outcome.status,
@@ -221,7 +221,7 @@ pub async fn check_only(
     for (i, p) in planned.into_iter().enumerate() {
         match p {
             Planned::Skip(name, reason) => {
-                tracing::info!(checker = %name, reason = %reason, "Checker skipped.");
+                tracing::debug!(checker = %name, reason = %reason, "Checker skipped.");
                 slots.push(Some(skipped_result(&name, &reason)));
             }
             Planned::Run(name, checker) => {
