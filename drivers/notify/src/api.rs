@@ -196,12 +196,7 @@ impl AttemptSink for Recorder {
             duration_ms: Some(a.duration.as_secs_f64() * 1000.0),
         };
         log_attempt(&new);
-        match self
-            .tocsin
-            .store()
-            .write(move |c| store::insert_delivery(c, &new))
-            .await
-        {
+        match insert_record(&self.tocsin, new).await {
             Ok(d) => self.records.lock().await.push(d),
             Err(e) => tracing::error!(error = %e, "Could not record a delivery attempt."),
         }
@@ -249,10 +244,32 @@ async fn record_skip(
         duration_ms: None,
     };
     log_attempt(&new);
-    tocsin
+    insert_record(tocsin, new).await
+}
+
+/// Inserts a delivery record. A notification may name an incident that is not stored (an API
+/// caller's context, an incident deleted meanwhile): the attempt is then recorded without it
+/// rather than lost.
+async fn insert_record(tocsin: &Tocsin, new: NewDelivery) -> Result<Delivery> {
+    let first = new.clone();
+    match tocsin
         .store()
-        .write(move |c| store::insert_delivery(c, &new))
+        .write(move |c| store::insert_delivery(c, &first))
         .await
+    {
+        Ok(d) => Ok(d),
+        Err(e) if new.incident_id.is_some() && e.kind() == ErrorKind::Storage => {
+            tracing::warn!(incident_id = new.incident_id, error = %e,
+                "Could not link the delivery record to its incident; recording it without.");
+            let mut without = new;
+            without.incident_id = None;
+            tocsin
+                .store()
+                .write(move |c| store::insert_delivery(c, &without))
+                .await
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Builds a driver by name from a config, validating the config (no I/O).

@@ -103,8 +103,26 @@ pub(crate) fn parse_config<T: serde::de::DeserializeOwned>(
             "{driver}: config must be a JSON object"
         )));
     }
-    serde_json::from_value(config.clone())
-        .map_err(|e| Error::invalid_config(format!("{driver}: {e}")))
+    serde_json::from_value(config.clone()).map_err(|e| {
+        let msg = e.to_string();
+        // serde names missing and unknown fields but not a field of the wrong type: find the key
+        // whose removal changes the error, and name it.
+        if !msg.contains("field `")
+            && let Some(map) = config.as_object()
+        {
+            for key in map.keys() {
+                let mut without = map.clone();
+                without.remove(key);
+                let other = serde_json::from_value::<T>(serde_json::Value::Object(without))
+                    .err()
+                    .map(|e| e.to_string());
+                if other.as_deref() != Some(msg.as_str()) {
+                    return Error::invalid_config(format!("{key}: {msg}"));
+                }
+            }
+        }
+        Error::invalid_config(format!("{driver}: {msg}"))
+    })
 }
 
 /// The optional `timeout_secs` of a driver (default 10 s, 0.1 to 300).
