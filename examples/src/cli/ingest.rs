@@ -60,6 +60,16 @@ fn read_input(file: &PathBuf) -> anyhow::Result<Vec<u8>> {
     }
 }
 
+/// Writes a line to stdout; a closed pipe (`| head`) is not an error.
+fn say(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{text}").and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
+}
+
 fn reject(err: &tocsin_core::Error) -> ExitCode {
     eprintln!(
         "tocsin ingest: rejected ({}): {}",
@@ -191,31 +201,32 @@ async fn ingest(args: IngestArgs, app: &App) -> anyhow::Result<ExitCode> {
     };
     if args.json {
         let out = render(driver, &parsed, args.dry_run, stored.as_ref());
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        say(&serde_json::to_string_pretty(&out)?)?;
         return Ok(ExitCode::SUCCESS);
     }
-    match &parsed.empty_reason {
+    let mut text = match &parsed.empty_reason {
         Some(reason) if parsed.alerts.is_empty() => {
-            println!("Accepted by {driver} with no alert: {reason}.")
+            format!("Accepted by {driver} with no alert: {reason}.\n")
         }
-        _ => println!(
-            "Parsed {} alert(s) with the {driver} driver:",
+        _ => format!(
+            "Parsed {} alert(s) with the {driver} driver:\n",
             parsed.alerts.len()
         ),
-    }
+    };
     for a in &parsed.alerts {
-        println!(
-            "  [{}] {} {} ({})",
+        text.push_str(&format!(
+            "  [{}] {} {} ({})\n",
             a.severity, a.status, a.name, a.fingerprint
-        );
+        ));
     }
-    match stored {
-        None => println!("Dry run: nothing was stored."),
-        Some(o) => println!(
+    text.push_str(&match stored {
+        None => "Dry run: nothing was stored.".to_owned(),
+        Some(o) => format!(
             "Stored (trace {}): {} created, {} updated, {} resolved, {} unchanged; incidents {:?}.",
             o.trace_id, o.created, o.updated, o.resolved, o.unchanged, o.incident_ids
         ),
-    }
+    });
+    say(&text)?;
     Ok(ExitCode::SUCCESS)
 }
 
