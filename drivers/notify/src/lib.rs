@@ -9,6 +9,7 @@
 //! - [`notify`] / [`send_with`]: which channels, retries ([`retry`], in one place for every
 //!   driver), delivery records, `NOTIFY_SKIP_ALL`; channel helpers ([`create_channel`]...); the
 //!   outbound [`guard`] for destinations that come from request bodies.
+//! - [`request`]: sends described by request bodies (`/notify/send/`, `/notify/batch/`).
 //! - The `notify` pipeline stage ([`stage`]).
 //!
 //! ```
@@ -44,6 +45,7 @@ mod api;
 pub mod guard;
 #[cfg(feature = "http")]
 pub mod http;
+pub mod request;
 pub mod retry;
 pub mod stage;
 pub mod template;
@@ -52,6 +54,7 @@ use std::time::Duration;
 
 pub use api::*;
 pub use guard::OutboundGuard;
+pub use request::{BatchItem, BatchOutcome, SendRequest, send_batch, send_request};
 pub use retry::{RetryPolicy, Retrying};
 use tocsin_core::plugin::{NotifyDriverDescriptor, Plugins, StageDescriptor};
 use tocsin_core::{Error, Result};
