@@ -554,14 +554,40 @@ pub async fn send_with_options(
     notification: &Notification,
     options: &SendOptions,
 ) -> Result<SendOutcome> {
+    let outcome = send_with_outcome(tocsin, driver_name, config, notification, options).await?;
+    if let Some(e) = outcome.first_error() {
+        return Err(e);
+    }
+    let result = outcome
+        .results
+        .into_iter()
+        .next()
+        .ok_or_else(|| Error::internal("no delivery result"))?;
+    Ok(SendOutcome {
+        result,
+        deliveries: outcome.deliveries,
+    })
+}
+
+/// Like [`send_with_options`], but a failed delivery is reported in the outcome (with its
+/// attempts) rather than as an `Err`; `Err` is kept for an unknown driver, an invalid config or a
+/// destination the guard refuses.
+pub async fn send_with_outcome(
+    tocsin: &Tocsin,
+    driver_name: &str,
+    config: &Value,
+    notification: &Notification,
+    options: &SendOptions,
+) -> Result<NotifyOutcome> {
     let driver = build_driver(tocsin, driver_name, config)?;
     if options.untrusted_destination {
         OutboundGuard::from_env()?
             .check_config(driver_name, config)
             .await?;
     }
+    let key = base_key(notification);
+    let mut outcome = NotifyOutcome::default();
     if tocsin.config().notify_skip_all {
-        let key = base_key(notification);
         let d = record_skip(
             tocsin,
             notification,
@@ -571,7 +597,7 @@ pub async fn send_with_options(
             "NOTIFY_SKIP_ALL is set: delivery skipped",
         )
         .await?;
-        let result = ChannelResult {
+        outcome.results.push(ChannelResult {
             channel: None,
             driver: driver_name.to_owned(),
             status: DeliveryStatus::Skipped,
@@ -580,13 +606,11 @@ pub async fn send_with_options(
             message_id: None,
             response: None,
             error: None,
-        };
-        return Ok(SendOutcome {
-            result,
-            deliveries: vec![d],
         });
+        outcome.deliveries.push(d);
+        outcome.skipped = true;
+        return Ok(outcome);
     }
-    let key = base_key(notification);
     let (result, deliveries) = deliver(
         tocsin,
         notification,
@@ -597,16 +621,14 @@ pub async fn send_with_options(
         options.retry,
     )
     .await;
-    match &result.error {
-        Some(e) => Err(
-            Error::new(e.kind, e.message.clone()).with_retry(if e.temporary {
-                Retry::Temporary
-            } else {
-                Retry::Permanent
-            }),
-        ),
-        None => Ok(SendOutcome { result, deliveries }),
+    match result.status {
+        DeliveryStatus::Sent => outcome.notified += 1,
+        DeliveryStatus::Failed => outcome.failed += 1,
+        _ => {}
     }
+    outcome.results.push(result);
+    outcome.deliveries = deliveries;
+    Ok(outcome)
 }
 
 /// Sends to one stored channel by name (test-notify with a channel, `/notify/send/` with `channel`).

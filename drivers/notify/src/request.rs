@@ -9,7 +9,7 @@ use tocsin_core::plugin::Notification;
 use tocsin_core::{Error, Result, Tocsin};
 
 use crate::api::{
-    ChannelResult, ErrorInfo, NotifyOutcome, SendOptions, notify_with, send_with_options,
+    ChannelResult, ErrorInfo, NotifyOutcome, SendOptions, notify_with, send_with_outcome,
 };
 use crate::retry::RetryPolicy;
 
@@ -208,14 +208,7 @@ pub async fn send_request(
                 retry: policy,
                 untrusted_destination: true,
             };
-            let sent = send_with_options(tocsin, name, &config, &n, &options).await?;
-            NotifyOutcome {
-                notified: usize::from(sent.result.status == DeliveryStatus::Sent),
-                skipped: sent.result.status == DeliveryStatus::Skipped,
-                deliveries: sent.deliveries,
-                results: vec![sent.result],
-                failed: 0,
-            }
+            send_with_outcome(tocsin, name, &config, &n, &options).await?
         }
         Some(name) => {
             // Not a driver: a stored channel of that name, as the original allowed.

@@ -182,26 +182,8 @@ impl Stage for NotifyStage {
         let outcome: NotifyOutcome = match &self.config.driver {
             Some(driver) => {
                 let config = self.config.config.clone().unwrap_or_else(|| json!({}));
-                match crate::api::send_with_options(
-                    tocsin,
-                    driver,
-                    &config,
-                    &n,
-                    &SendOptions::default(),
-                )
-                .await
-                {
-                    Ok(s) => NotifyOutcome {
-                        notified: usize::from(
-                            s.result.status == tocsin_core::domain::DeliveryStatus::Sent,
-                        ),
-                        skipped: s.result.status == tocsin_core::domain::DeliveryStatus::Skipped,
-                        deliveries: s.deliveries,
-                        results: vec![s.result],
-                        failed: 0,
-                    },
-                    Err(e) => return Err(e),
-                }
+                crate::api::send_with_outcome(tocsin, driver, &config, &n, &SendOptions::default())
+                    .await?
             }
             None => notify(tocsin, &n, self.config.channels.as_deref()).await?,
         };
