@@ -349,29 +349,57 @@ async fn store_alerts(
     for a in &alerts {
         validate(a)?;
     }
-    let source = source.to_owned();
+    let source = Arc::new(source.to_owned());
+    let meta = Arc::new(meta);
+    let alerts = Arc::new(alerts);
     let count = alerts.len();
     let started = std::time::Instant::now();
-    let out = tocsin
-        .store()
-        .write(move |conn| {
-            let mut w = Writer {
-                conn,
-                source: &source,
-                trace_id: &trace_id,
-                meta: &meta,
-                out: IngestOutcome::empty(&source, trace_id.clone()),
-            };
-            for a in alerts {
-                w.one(a)?;
+    // The hook is taken out of the cell only when it runs, so an attempt that failed before it
+    // (a concurrent writer inserted the same alert first) can be retried with the hook intact.
+    let had_hook = hook.is_some();
+    let hook = Arc::new(std::sync::Mutex::new(hook));
+    let hook_unused = |h: &std::sync::Mutex<Option<TxHook>>| {
+        !had_hook || h.lock().unwrap_or_else(|p| p.into_inner()).is_some()
+    };
+    let mut attempt = 0;
+    let out = loop {
+        attempt += 1;
+        let (source, meta, alerts, cell, trace_id) = (
+            source.clone(),
+            meta.clone(),
+            alerts.clone(),
+            hook.clone(),
+            trace_id.clone(),
+        );
+        let result = tocsin
+            .store()
+            .write(move |conn| {
+                let mut w = Writer {
+                    conn,
+                    source: &source,
+                    trace_id: &trace_id,
+                    meta: &meta,
+                    out: IngestOutcome::empty(&source, trace_id.clone()),
+                };
+                for a in alerts.iter() {
+                    w.one(a.clone())?;
+                }
+                let Writer { conn, mut out, .. } = w;
+                let hook = cell.lock().unwrap_or_else(|p| p.into_inner()).take();
+                if let Some(hook) = hook {
+                    out.run_ids = hook(conn, &out.changes)?;
+                }
+                Ok(out)
+            })
+            .await;
+        match result {
+            Ok(out) => break out,
+            Err(e) if e.kind() == ErrorKind::Conflict && attempt < 3 && hook_unused(&hook) => {
+                tracing::debug!(error = %e, attempt, "A concurrent request stored the same alert first; retrying.");
             }
-            let Writer { conn, mut out, .. } = w;
-            if let Some(hook) = hook {
-                out.run_ids = hook(conn, &out.changes)?;
-            }
-            Ok(out)
-        })
-        .await?;
+            Err(e) => return Err(e),
+        }
+    };
     tracing::info!(
         driver = %out.driver,
         trace_id = %out.trace_id,

@@ -932,3 +932,39 @@ async fn the_ingest_stage_ingests_the_payload_or_passes_incidents_through() {
         ErrorKind::InvalidInput
     );
 }
+
+#[tokio::test]
+async fn concurrent_requests_for_the_same_new_alert_store_it_once() {
+    for db in testing::all().await {
+        let t = tocsin(&db);
+        let mut tasks = Vec::new();
+        for i in 0..8 {
+            let t = t.clone();
+            tasks.push(tokio::spawn(async move {
+                let hook: TxHook = Box::new(move |_c, _changes| Ok(vec![format!("run-{i}")]));
+                let body = serde_json::to_vec(
+                    &json!({"name": "Race", "fingerprint": "same", "labels": {"host": "r"}}),
+                )
+                .unwrap();
+                let req = IngestRequest {
+                    driver: Some("generic".into()),
+                    body: IngestBody::Raw(body),
+                    headers: Headers::new(),
+                    trace_id: None,
+                };
+                service::ingest_with_secrets(&t, req, Some(hook), &WebhookSecrets::none()).await
+            }));
+        }
+        let mut created = 0;
+        for task in tasks {
+            let out = task
+                .await
+                .unwrap()
+                .unwrap_or_else(|e| panic!("{}: {e}", db.label));
+            created += out.created;
+            assert_eq!(out.run_ids.len(), 1, "the hook ran once per request");
+        }
+        assert_eq!(created, 1, "{}", db.label);
+        assert_eq!(alert_count(&t).await, 1);
+    }
+}
