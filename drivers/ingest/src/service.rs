@@ -19,6 +19,8 @@
 //!   alert of it is firing (an indexed count of that incident's alerts, no scan of incidents).
 //! - **Acknowledgement** (PagerDuty `incident.acknowledged`, Opsgenie `Acknowledge`...)
 //!   acknowledges the incident; the alert keeps firing.
+//! - **Notes**: a new value of the annotation `note` (Opsgenie `AddNote`) becomes a `note` event
+//!   on the incident.
 //! - **Atomicity**: every alert of one request, the incident changes and the [`TxHook`] run in
 //!   one transaction: all of it is stored, or nothing.
 
@@ -442,6 +444,9 @@ fn validate(a: &NormalizedAlert) -> Result<()> {
     Ok(())
 }
 
+/// The annotation whose new values become `note` events on the incident.
+pub const NOTE_ANNOTATION: &str = "note";
+
 /// The labels that name an instance, in order of preference.
 pub const INSTANCE_LABELS: &[&str] = &["instance_id", "instance", "hostname", "host"];
 
@@ -614,6 +619,38 @@ impl Writer<'_, '_> {
         Ok(true)
     }
 
+    /// A vendor note (annotation `note`, such as Opsgenie's AddNote) that is new becomes a
+    /// `note` event on the incident.
+    fn note(
+        &mut self,
+        incident_id: i64,
+        a: &NormalizedAlert,
+        previous: Option<&String>,
+    ) -> Result<()> {
+        let Some(text) = a
+            .annotations
+            .get(NOTE_ANNOTATION)
+            .filter(|t| !t.trim().is_empty())
+        else {
+            return Ok(());
+        };
+        if previous == Some(text) {
+            return Ok(());
+        }
+        let inc = get_incident(self.conn, incident_id)?;
+        let by = a.annotations.get("username").cloned();
+        add_incident_event(
+            self.conn,
+            incident_id,
+            "note",
+            inc.status.as_str(),
+            inc.status.as_str(),
+            &self.actor(),
+            json!({"text": text, "by": by, "fingerprint": a.fingerprint, "trace_id": self.trace_id}),
+        )?;
+        Ok(())
+    }
+
     fn record(
         &mut self,
         id: i64,
@@ -692,6 +729,9 @@ impl Writer<'_, '_> {
             && let Some(inc) = &incident
         {
             self.acknowledge(inc.id, stored.id, &a)?;
+        }
+        if let Some(iid) = stored.incident_id {
+            self.note(iid, &a, None)?;
         }
         self.record(stored.id, &a, stored.incident_id, AlertOutcome::Created);
         Ok(())
@@ -841,6 +881,9 @@ impl Writer<'_, '_> {
             if nothing_else {
                 touch_alert(self.conn, old.id)?;
             }
+        }
+        if let Some(iid) = incident_id {
+            self.note(iid, &a, old.annotations.get(NOTE_ANNOTATION))?;
         }
         self.record(old.id, &a, incident_id, outcome);
         Ok(())

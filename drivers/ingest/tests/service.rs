@@ -968,3 +968,33 @@ async fn concurrent_requests_for_the_same_new_alert_store_it_once() {
         assert_eq!(alert_count(&t).await, 1);
     }
 }
+
+#[tokio::test]
+async fn an_opsgenie_note_becomes_an_incident_note_once() {
+    for db in testing::all().await {
+        let t = tocsin(&db);
+        let mut create: Value = serde_json::from_slice(&fixture("opsgenie/create.json")).unwrap();
+        let inc = generic_like(&t, &create).await.incident_ids[0];
+        create["action"] = "AddNote".into();
+        create["alert"]["note"] = "Failover started".into();
+        create["alert"]["username"] = "jane@example.com".into();
+        let out = generic_like(&t, &create).await;
+        assert_eq!(out.incident_ids, vec![inc]);
+        generic_like(&t, &create).await;
+        let evs = t
+            .store()
+            .run(move |c| store::list_incident_events(c, inc))
+            .await
+            .unwrap();
+        let notes: Vec<_> = evs.iter().filter(|e| e.event == "note").collect();
+        assert_eq!(notes.len(), 1, "{}", db.label);
+        assert_eq!(notes[0].details["text"], "Failover started");
+        assert_eq!(notes[0].details["by"], "jane@example.com");
+    }
+}
+
+async fn generic_like(t: &Tocsin, body: &Value) -> IngestOutcome {
+    send_raw(t, None, serde_json::to_vec(body).unwrap())
+        .await
+        .unwrap()
+}
