@@ -236,7 +236,7 @@ fn first_root(roots: &[PathBuf]) -> Result<String> {
         })
 }
 
-/// A mounted filesystem and its use.
+/// A mounted filesystem and its use, as `df` computes it.
 #[derive(Debug, Clone, Serialize)]
 pub struct FsUsage {
     /// Mount point.
@@ -245,9 +245,12 @@ pub struct FsUsage {
     pub file_system: String,
     /// Size.
     pub total_bytes: u64,
+    /// In use (`size - free`).
+    pub used_bytes: u64,
     /// Available to unprivileged users.
     pub available_bytes: u64,
-    /// `(total - available) / total`, percent.
+    /// `used / (used + available)`, percent: `df`'s `Use%` (reserved blocks do not count as
+    /// room).
     pub used_percent: f64,
 }
 
@@ -256,6 +259,31 @@ const PSEUDO_FS: &[&str] = &[
     "mqueue", "nsfs", "ramfs",
 ];
 
+/// `statvfs` figures of the filesystem holding `path`.
+fn usage_of(path: &Path, file_system: &str) -> Option<FsUsage> {
+    let st = rustix::fs::statvfs(path).ok()?;
+    let unit = st.f_frsize.max(1);
+    let total = st.f_blocks.saturating_mul(unit);
+    let used = st.f_blocks.saturating_sub(st.f_bfree).saturating_mul(unit);
+    let available = st.f_bavail.saturating_mul(unit);
+    if total == 0 {
+        return None;
+    }
+    let room = used + available;
+    Some(FsUsage {
+        mount_point: path.display().to_string(),
+        file_system: file_system.to_owned(),
+        total_bytes: total,
+        used_bytes: used,
+        available_bytes: available,
+        used_percent: if room == 0 {
+            0.0
+        } else {
+            round1(used as f64 * 100.0 / room as f64)
+        },
+    })
+}
+
 /// Mounted filesystems, de-duplicated by mount point.
 pub fn filesystems() -> Vec<FsUsage> {
     let Ok(disks) = sysinfo::Disks::new_with_refreshed_list() else {
@@ -263,18 +291,7 @@ pub fn filesystems() -> Vec<FsUsage> {
     };
     let mut out: Vec<FsUsage> = disks
         .iter()
-        .filter(|d| d.total_space() > 0)
-        .map(|d| {
-            let total = d.total_space();
-            let avail = d.available_space();
-            FsUsage {
-                mount_point: d.mount_point().display().to_string(),
-                file_system: d.file_system().to_string_lossy().into_owned(),
-                total_bytes: total,
-                available_bytes: avail,
-                used_percent: round1(total.saturating_sub(avail) as f64 * 100.0 / total as f64),
-            }
-        })
+        .filter_map(|d| usage_of(d.mount_point(), &d.file_system().to_string_lossy()))
         .collect();
     out.sort_by(|a, b| a.mount_point.cmp(&b.mount_point));
     out.dedup_by(|a, b| a.mount_point == b.mount_point);

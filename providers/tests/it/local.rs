@@ -94,6 +94,9 @@ async fn a_process_holding_200_mb_is_named_in_the_memory_recommendation() {
 async fn a_spinning_process_is_named_in_the_cpu_recommendation() {
     let spinner = Helper::start("spin");
     let pid = spinner.pid();
+    // sysinfo skips a process whose CPU time was still zero at the first sample (a process younger
+    // than one clock tick): give the spinner a moment to accumulate some.
+    std::thread::sleep(Duration::from_millis(300));
     let out = provider(json!({"cpu_window_ms": 1500}))
         .analyze(&input(json!({"analyses": ["cpu"], "top_n": 100})))
         .await
@@ -311,4 +314,43 @@ fn a_scan_past_its_deadline_reports_partial_results_and_unreadable_paths_are_lis
         assert!(r.unreadable[0].path.ends_with("d3"), "{:?}", r.unreadable);
         assert!(r.complete);
     }
+}
+
+#[test]
+fn filesystem_use_matches_df() {
+    let fs = tocsin_providers::local::filesystems();
+    let root = fs
+        .iter()
+        .find(|f| f.mount_point == "/")
+        .expect("/ is mounted");
+    let out = std::process::Command::new("df")
+        .args(["-Pk", "/"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let cols: Vec<&str> = text.lines().nth(1).unwrap().split_whitespace().collect();
+    let (size, used, avail) = (
+        cols[1].parse::<u64>().unwrap() * 1024,
+        cols[2].parse::<u64>().unwrap() * 1024,
+        cols[3].parse::<u64>().unwrap() * 1024,
+    );
+    let pct: f64 = cols[4].trim_end_matches('%').parse().unwrap();
+    assert_eq!(root.total_bytes, size);
+    // Other processes write meanwhile: allow 256 MiB of drift.
+    assert!(
+        root.used_bytes.abs_diff(used) < 256 * MIB,
+        "{} vs df {used}",
+        root.used_bytes
+    );
+    assert!(
+        root.available_bytes.abs_diff(avail) < 256 * MIB,
+        "{} vs df {avail}",
+        root.available_bytes
+    );
+    // df rounds its percentage up.
+    assert!(
+        (pct - root.used_percent).abs() <= 1.0,
+        "{} vs df {pct}%",
+        root.used_percent
+    );
 }
