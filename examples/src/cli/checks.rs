@@ -358,7 +358,9 @@ fn print_table(results: &[CheckResult], style: &Style) {
         let time = if r.skipped {
             "-".to_owned()
         } else {
-            format!("{:.0} ms", r.duration_ms)
+            // Sub-10 ms checks (memory, disk) keep a decimal, so they do not read as "0 ms".
+            let places = if r.duration_ms < 10.0 { 1 } else { 0 };
+            format!("{:.places$} ms", r.duration_ms)
         };
         println!(
             "{}  {:<name_w$}  {:>9}  {}",
