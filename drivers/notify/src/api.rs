@@ -272,14 +272,102 @@ async fn insert_record(tocsin: &Tocsin, new: NewDelivery) -> Result<Delivery> {
     }
 }
 
-/// Builds a driver by name from a config, validating the config (no I/O).
+/// Builds a driver by name from an operator's config (a stored channel, the command line),
+/// validating it without I/O. Values of the form `${env:NAME}` are replaced by the environment
+/// variable `NAME`, so a stored channel need not hold its secret: `{"webhook_url":
+/// "${env:SLACK_WEBHOOK_URL}"}`.
 pub fn build_driver(
     tocsin: &Tocsin,
     driver: &str,
     config: &Value,
 ) -> Result<Arc<dyn NotifyDriver>> {
     let d = tocsin.plugins().notifiers.get(driver)?;
+    let config = resolve_env_refs(config, "", &|name| std::env::var(name).ok())?;
+    (d.build)(&config, &tocsin.build_context())
+}
+
+/// Builds a driver from a config that came from a request body: environment references are
+/// refused (they would let a caller send the server's variables to a destination of its choice).
+pub fn build_untrusted_driver(
+    tocsin: &Tocsin,
+    driver: &str,
+    config: &Value,
+) -> Result<Arc<dyn NotifyDriver>> {
+    let d = tocsin.plugins().notifiers.get(driver)?;
+    if let Some(field) = find_env_ref(config, "") {
+        return Err(Error::invalid_input(format!(
+            "{field}: environment references (${{env:...}}) are not allowed in a request body"
+        )));
+    }
     (d.build)(config, &tocsin.build_context())
+}
+
+/// The first field holding a `${env:NAME}` value.
+fn find_env_ref(v: &Value, path: &str) -> Option<String> {
+    match v {
+        Value::String(s) => env_ref(s).map(|_| path.to_owned()),
+        Value::Object(m) => m.iter().find_map(|(k, x)| {
+            find_env_ref(
+                x,
+                &if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                },
+            )
+        }),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, x)| find_env_ref(x, &format!("{path}[{i}]"))),
+        _ => None,
+    }
+}
+
+/// The variable name of a `${env:NAME}` value.
+fn env_ref(s: &str) -> Option<&str> {
+    let name = s.strip_prefix("${env:")?.strip_suffix('}')?;
+    let ok = !name.is_empty()
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !name.starts_with(|c: char| c.is_ascii_digit());
+    ok.then_some(name)
+}
+
+/// Replaces `${env:NAME}` values (at any depth) by `lookup(NAME)`; an unset one is an
+/// [`ErrorKind::InvalidConfig`] error naming the field and the variable.
+fn resolve_env_refs(
+    v: &Value,
+    path: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<Value> {
+    let field = |k: &str| {
+        if path.is_empty() {
+            k.to_owned()
+        } else {
+            format!("{path}.{k}")
+        }
+    };
+    Ok(match v {
+        Value::String(s) => match env_ref(s) {
+            Some(name) => Value::String(lookup(name).ok_or_else(|| {
+                Error::invalid_config(format!("{path}: environment variable {name} is not set"))
+            })?),
+            None => v.clone(),
+        },
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, x)| Ok((k.clone(), resolve_env_refs(x, &field(k), lookup)?)))
+                .collect::<Result<_>>()?,
+        ),
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, x)| resolve_env_refs(x, &format!("{path}[{i}]"), lookup))
+                .collect::<Result<_>>()?,
+        ),
+        other => other.clone(),
+    })
 }
 
 /// Sends through one driver with retries, recording every attempt.
@@ -579,7 +667,11 @@ pub async fn send_with_outcome(
     notification: &Notification,
     options: &SendOptions,
 ) -> Result<NotifyOutcome> {
-    let driver = build_driver(tocsin, driver_name, config)?;
+    let driver = if options.untrusted_destination {
+        build_untrusted_driver(tocsin, driver_name, config)?
+    } else {
+        build_driver(tocsin, driver_name, config)?
+    };
     if options.untrusted_destination {
         OutboundGuard::from_env()?
             .check_config(driver_name, config)
@@ -829,6 +921,21 @@ pub fn driver_info(tocsin: &Tocsin, name: &str) -> Result<DriverInfo> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn env_references_are_resolved_and_unset_ones_named() {
+        let lookup = |n: &str| (n == "HOOK").then(|| "https://hooks.example.com/T0".to_owned());
+        let v = serde_json::json!({"webhook_url": "${env:HOOK}", "headers": {"A": "${env:NOPE}"}, "x": "${env:}"});
+        let err = resolve_env_refs(&v, "", &lookup).unwrap_err();
+        assert!(
+            err.message().contains("headers.A") && err.message().contains("NOPE"),
+            "{err}"
+        );
+        let v = serde_json::json!({"webhook_url": "${env:HOOK}", "keep": "${env:}", "n": 1});
+        let r = resolve_env_refs(&v, "", &lookup).unwrap();
+        assert_eq!(r["webhook_url"], "https://hooks.example.com/T0");
+        assert_eq!(r["keep"], "${env:}");
+    }
 
     #[test]
     fn provider_answers_are_found_in_messages() {

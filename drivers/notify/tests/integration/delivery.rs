@@ -474,3 +474,53 @@ async fn an_invalid_stored_config_is_recorded_as_a_failed_delivery() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stored_channels_may_reference_secrets_in_the_environment_but_request_bodies_may_not() {
+    for db in testing::all().await {
+        let server = HttpServer::start(vec![Reply::new(200, "ok")]).await;
+        let t = tocsin(&db, Config::default());
+        // cargo sets CARGO_PKG_NAME for the test process: a variable that is surely there.
+        let config =
+            json!({"url": server.url("/wh"), "headers": {"X-Token": "${env:CARGO_PKG_NAME}"}});
+        tocsin_notify::create_channel(&t, "hook", "webhook", &config, "")
+            .await
+            .unwrap();
+        let stored = tocsin_notify::get_channel(&t, "hook").await.unwrap();
+        assert_eq!(
+            stored.config["headers"]["X-Token"], "${env:CARGO_PKG_NAME}",
+            "the reference is stored, not the value"
+        );
+        let outcome = notify_with(&t, &notification(), None, fast_retries())
+            .await
+            .unwrap();
+        assert_eq!(outcome.notified, 1, "{}", db.label);
+        assert_eq!(
+            server.requests()[0].header("x-token").as_deref(),
+            Some("tocsin-notify")
+        );
+
+        let err = tocsin_notify::create_channel(&t, "unset", "webhook",
+            &json!({"url": server.url("/wh"), "hmac_secret": "${env:TOCSIN_SURELY_UNSET_VARIABLE}"}), "").await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidConfig);
+        assert!(
+            err.message().contains("hmac_secret")
+                && err.message().contains("TOCSIN_SURELY_UNSET_VARIABLE"),
+            "{err}"
+        );
+
+        let options = SendOptions {
+            untrusted_destination: true,
+            ..Default::default()
+        };
+        let err = send_with_options(&t, "webhook", &json!({"url": "https://hooks.example.com/x", "headers": {"X": "${env:CARGO_PKG_NAME}"}}), &notification(), &options)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput);
+        assert!(
+            err.message()
+                .starts_with("headers.X: environment references"),
+            "{err}"
+        );
+    }
+}

@@ -149,6 +149,31 @@ async fn a_driver_node_sends_directly_and_failures_fail_the_step() {
         .unwrap_err();
         assert!(err.is_temporary(), "the engine may retry: {err}");
 
+        // With nothing configured and a fallback, the skip is recorded and the console prints.
+        let out = run_stage(
+            &t,
+            "run-fb",
+            json!({"fallback_driver": "console"}),
+            json!({}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(out["skipped"], true);
+        assert_eq!(out["notified"], 1);
+        let statuses: Vec<_> = out["deliveries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| (d["driver"].clone(), d["status"].clone()))
+            .collect();
+        assert_eq!(
+            statuses,
+            vec![
+                (json!("none"), json!("skipped")),
+                (json!("console"), json!("sent"))
+            ]
+        );
+
         // With nothing configured the step succeeds but says so.
         let out = run_stage(&t, "run-n", json!({}), json!({})).await.unwrap();
         assert_eq!(out["notified"], 0);
@@ -169,6 +194,7 @@ fn node_configs_are_validated_without_io() {
         json!({"config": {}}),
         json!({"driver": "console", "config": []}),
         json!({"chanels": ["typo"]}),
+        json!({"driver": "console", "fallback_driver": "console"}),
     ] {
         let err = (d.build)(&bad, &BuildContext::default())
             .err()
