@@ -211,17 +211,84 @@ fn run(eff: &Effective, plan: &plan::Plan) -> Result<Vec<Recommendation>> {
                 Duration::from_millis(eff.cfg.cpu_window_ms),
                 &plan.reasons,
             )?),
-            AnalysisKind::Disk => {
-                let path = match &plan.disk_path {
-                    Some(p) => p.clone(),
-                    None => first_root(&eff.cfg.roots)?,
-                };
-                let root = disk::resolve_under_roots(&path, &eff.cfg.roots)?;
-                recs.extend(disk_recommendations(eff, &root, &plan.reasons)?);
-            }
+            AnalysisKind::Disk => recs.extend(disk_for_plan(eff, plan)?),
         }
     }
     Ok(recs)
+}
+
+/// The disk analysis of a plan. A path the request named must be scannable; a path taken from
+/// the incident (an alert's `mountpoint`, possibly of another host) that cannot be scanned here
+/// falls back to the first root, or to the filesystem figures alone when no root is configured.
+fn disk_for_plan(eff: &Effective, plan: &plan::Plan) -> Result<Vec<Recommendation>> {
+    let mut reasons = plan.reasons.clone();
+    let resolved = match &plan.disk_path {
+        Some(p) => disk::resolve_under_roots(p, &eff.cfg.roots),
+        None => {
+            first_root(&eff.cfg.roots).and_then(|p| disk::resolve_under_roots(&p, &eff.cfg.roots))
+        }
+    };
+    let root = match resolved {
+        Ok(root) => root,
+        Err(e) if plan.path_requested => return Err(e),
+        Err(e) => {
+            let fallback = first_root(&eff.cfg.roots)
+                .and_then(|p| disk::resolve_under_roots(&p, &eff.cfg.roots));
+            match fallback {
+                Ok(root) => {
+                    reasons.push(format!(
+                        "{}; scanning {} instead",
+                        e.message(),
+                        root.display()
+                    ));
+                    root
+                }
+                Err(_) => {
+                    reasons.push(e.message().to_owned());
+                    let all = filesystems();
+                    let target = plan.disk_path.as_deref().unwrap_or("/");
+                    let fs = filesystem_of(Path::new(target), &all)
+                        .or_else(|| filesystem_of(Path::new("/"), &all));
+                    return Ok(fs
+                        .map(|f| vec![usage_only(&f, e.message(), &reasons)])
+                        .unwrap_or_default());
+                }
+            }
+        }
+    };
+    disk_recommendations(eff, &root, &reasons)
+}
+
+/// A disk recommendation with the filesystem's figures only (nothing was walked).
+fn usage_only(fs: &FsUsage, why: &str, reasons: &[String]) -> Recommendation {
+    Recommendation {
+        kind: RecommendationType::Disk,
+        priority: disk_priority(fs.used_percent),
+        title: format!(
+            "Disk: {} is {:.1}% used ({} free)",
+            fs.mount_point,
+            fs.used_percent,
+            human(fs.available_bytes)
+        ),
+        description: format!("{}. It was not scanned: {why}.", fs_sentence(fs)),
+        details: json!({"filesystem": fs, "why": reasons}),
+        actions: vec![format!(
+            "Find what fills it: `du -xh --max-depth=2 {} | sort -h | tail -20`.",
+            fs.mount_point
+        )],
+        incident_id: None,
+    }
+}
+
+fn fs_sentence(fs: &FsUsage) -> String {
+    format!(
+        "{} is {:.1}% used: {} used, {} available of {}",
+        fs.mount_point,
+        fs.used_percent,
+        human(fs.used_bytes),
+        human(fs.available_bytes),
+        human(fs.total_bytes)
+    )
 }
 
 fn first_root(roots: &[PathBuf]) -> Result<String> {
@@ -595,17 +662,11 @@ fn general(eff: &Effective, plan: &plan::Plan) -> Result<Vec<Recommendation>> {
                 let report = disk::scan(&scan_params(eff, &t))?;
                 recs.extend(disk_recs_from(eff, &report, Some(fs), &r));
             }
-            _ => recs.push(Recommendation {
-                kind: RecommendationType::Disk,
-                priority: disk_priority(fs.used_percent),
-                title: format!("Disk: {} is {:.1}% used ({} free)", fs.mount_point, fs.used_percent, human(fs.available_bytes)),
-                description: format!(
-                    "{why}. It was not scanned: it lies outside the allowed scan roots or the scan deadline passed."
-                ),
-                details: json!({"filesystem": fs, "why": r}),
-                actions: vec![format!("Find what fills it: `du -xh --max-depth=2 {} | sort -h | tail -20`.", fs.mount_point)],
-                incident_id: None,
-            }),
+            _ => recs.push(usage_only(
+                fs,
+                "it lies outside the allowed scan roots, or the scan deadline passed",
+                &r,
+            )),
         }
     }
     if recs.is_empty() {

@@ -354,3 +354,41 @@ fn filesystem_use_matches_df() {
         root.used_percent
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mountpoint_this_host_lacks_falls_back_to_the_first_root_or_to_usage_figures() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut input = crate::openai::incident_input(json!({}));
+    input.alerts.truncate(1);
+    input.alerts[0].labels = [("checker", "disk"), ("mountpoint", "/no/such/mount")]
+        .into_iter()
+        .map(|(k, v)| (k.into(), v.into()))
+        .collect();
+
+    let out = provider(json!({"roots": [dir.path()]}))
+        .analyze(&input)
+        .await
+        .unwrap();
+    let rec = &out.recommendations[0];
+    assert_eq!(rec.kind, RecommendationType::Disk);
+    assert_eq!(
+        rec.details["path"],
+        json!(dir.path().canonicalize().unwrap())
+    );
+    let why = rec.details["why"].to_string();
+    assert!(
+        why.contains("/no/such/mount") && why.contains("instead"),
+        "{why}"
+    );
+
+    // No roots at all: the filesystem's figures, no walk, no error.
+    let out = provider(json!({})).analyze(&input).await.unwrap();
+    let rec = &out.recommendations[0];
+    assert_eq!(rec.details["filesystem"]["mount_point"], "/");
+    assert!(rec.details.get("scan").is_none());
+    assert!(
+        rec.description.contains("not scanned"),
+        "{}",
+        rec.description
+    );
+}
