@@ -43,6 +43,11 @@ fn huge() -> Notification {
 fn assert_within_slack_limits(body: &Value) {
     let blocks = body["blocks"].as_array().expect("blocks");
     assert!(blocks.len() <= 50, "{} blocks", blocks.len());
+    let total = slack::text_len(blocks);
+    assert!(
+        total <= slack::MAX_TOTAL_TEXT,
+        "{total} characters of block text"
+    );
     assert!(body["text"].as_str().unwrap().chars().count() <= 3000);
     for b in blocks {
         match b["type"].as_str().unwrap() {
@@ -127,6 +132,10 @@ async fn slack_cuts_long_text_with_a_visible_marker_and_stays_within_limits() {
     assert!(
         text.contains("&lt;b&gt;&amp;&lt;/b&gt;"),
         "mrkdwn control characters are escaped"
+    );
+    assert!(
+        text.contains("more recommendations not shown (message size limit)"),
+        "the cut is visible"
     );
     assert!(body["blocks"].as_array().unwrap().iter().any(|b| {
         b["text"]["text"]
