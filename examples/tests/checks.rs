@@ -33,6 +33,10 @@ fn run(cmd: &mut Command) -> (i32, String, String) {
         String::from_utf8(stderr).unwrap(),
     );
     assert!(!err.contains("panicked"), "{err}");
+    if !err.is_empty() {
+        // Shown with a failing test's output.
+        eprintln!("{:?} stderr: {err}", cmd.get_args().collect::<Vec<_>>());
+    }
     (status.code().unwrap(), out, err)
 }
 
