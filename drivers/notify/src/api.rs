@@ -294,6 +294,12 @@ pub fn build_untrusted_driver(
     config: &Value,
 ) -> Result<Arc<dyn NotifyDriver>> {
     let d = tocsin.plugins().notifiers.get(driver)?;
+    // A path on the server is the operator's to give, not a caller's.
+    if config.get("ca_file").is_some_and(|v| !v.is_null()) {
+        return Err(Error::invalid_input(
+            "ca_file: not allowed in a request body (configure a channel instead)",
+        ));
+    }
     if let Some(field) = find_env_ref(config, "") {
         return Err(Error::invalid_input(format!(
             "{field}: environment references (${{env:...}}) are not allowed in a request body"
@@ -858,10 +864,21 @@ pub async fn remove_channel(tocsin: &Tocsin, name: &str) -> Result<()> {
         .await
 }
 
-/// A driver config with its secrets replaced by `**REDACTED**`: secret-named fields, every
-/// webhook header value, and the path of secret URLs.
+/// A driver config with its secrets replaced by `**REDACTED**`: secret-named fields (the whole
+/// Slack webhook URL among them), every webhook header value, and the query of any URL.
 pub fn redact_config(config: &Value) -> Value {
     let mut v = tocsin_core::secret::redact(config);
+    // A URL's query often carries a token (`?token=...`): show the URL without it.
+    if let Value::Object(m) = &mut v {
+        for (k, val) in m.iter_mut() {
+            if k.ends_with("url")
+                && let Some(u) = val.as_str()
+                && let Some((base, _)) = u.split_once('?')
+            {
+                *val = Value::String(format!("{base}?{}", tocsin_core::secret::REDACTED));
+            }
+        }
+    }
     if let Some(Value::Object(h)) = v.get_mut("headers") {
         for value in h.values_mut() {
             *value = Value::String(tocsin_core::secret::REDACTED.to_owned());

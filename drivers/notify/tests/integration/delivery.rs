@@ -134,6 +134,14 @@ async fn channels_are_validated_listed_disabled_and_removed() {
         );
         assert_eq!(shown.config["headers"]["X-Key"], "**REDACTED**");
         assert_eq!(shown.config["url"], server.url("/wh"));
+        let with_query = tocsin_notify::redact_config(
+            &json!({"url": "https://hooks.example.com/x?token=abc", "events_url": "https://e/v2"}),
+        );
+        assert_eq!(
+            with_query["url"],
+            "https://hooks.example.com/x?**REDACTED**"
+        );
+        assert_eq!(with_query["events_url"], "https://e/v2");
 
         let err =
             tocsin_notify::update_channel(&t, "ops", Some(&json!({"webhook_url": "nope"})), None)
@@ -432,6 +440,17 @@ async fn destinations_from_request_bodies_are_guarded() {
         assert!(err.message().starts_with(field), "{err}");
     }
     assert!(server.requests().is_empty());
+    // Nor may a body name a file on the server.
+    let err = send_with_options(
+        &t,
+        "email",
+        &json!({"smtp_host": "smtp.example.com", "from": "a@example.com", "to": "b@example.com", "ca_file": "/etc/shadow"}),
+        &notification(),
+        &options,
+    )
+    .await
+    .unwrap_err();
+    assert!(err.message().starts_with("ca_file: not allowed"), "{err}");
     // The operator's own config (no guard) may point at loopback.
     send_with_options(
         &t,
