@@ -33,7 +33,8 @@ pub enum Command {
     /// Run health checks and turn the results into alerts (source tocsin-checkers).
     ///
     /// Warning and critical fire, unknown fires as warning, ok resolves a firing alert and
-    /// creates nothing new; one alert per checker and host.
+    /// creates nothing new; one alert per checker and host. Exit code 0 once the alerts are
+    /// stored (the machine's health is in the alerts), 2 on an error.
     CheckAndAlert(CheckAndAlertArgs),
 }
 
@@ -130,7 +131,8 @@ pub struct CheckAndAlertArgs {
     /// Print what would be created or resolved; write nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Create alerts but open no new incident for them.
+    /// Create alerts but open no new incident for them (an alert already in an incident stays
+    /// in it).
     #[arg(long)]
     pub no_incidents: bool,
     /// Also run checkers that CHECKERS_SKIP_ALL / CHECKERS_SKIP would skip.
