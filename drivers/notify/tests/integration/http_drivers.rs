@@ -399,4 +399,22 @@ async fn a_template_error_is_permanent_and_names_the_template() {
         "{err}"
     );
     assert!(server.requests().is_empty());
+
+    // The sandbox, through a driver: no file outside the templates folder, no endless loop.
+    for body in [
+        "{% include \"/etc/passwd\" %}",
+        "{% include \"../../../../../etc/passwd\" %}",
+        "{% for a in range(100000) %}{% for b in range(100000) %}x{% endfor %}{% endfor %}",
+    ] {
+        let d = WebhookDriver::from_config(
+            &json!({"url": server.url("/x"), "templates": {"body": body}}),
+            &ctx(),
+        )
+        .unwrap();
+        let started = std::time::Instant::now();
+        let err = d.send(&notification()).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Template, "{body}: {err}");
+        assert!(!err.message().contains("root:"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
 }
