@@ -143,6 +143,9 @@ impl LocalConfig {
     }
 }
 
+/// Disk scans running at once in this process.
+static DISK_SCANS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
 /// The local provider.
 #[derive(Debug, Clone)]
 pub struct LocalProvider {
@@ -182,6 +185,21 @@ impl Provider for LocalProvider {
             cfg: self.config.clone(),
         };
         tracing::debug!(kinds = ?plan.kinds, path = ?plan.disk_path, "Local analysis planned.");
+        // Disk walks are heavy: at most two at a time per process, whoever asks (the HTTP
+        // endpoints included). The deadline starts once a walk may begin.
+        let may_walk = plan.kinds.is_empty() || plan.kinds.contains(&AnalysisKind::Disk);
+        let _permit = if may_walk {
+            Some(
+                DISK_SCANS
+                    .acquire()
+                    .await
+                    .map_err(|_| Error::internal("the disk scan limiter is closed"))?,
+            )
+        } else {
+            None
+        };
+        let mut eff = eff;
+        eff.deadline = Instant::now() + Duration::from_secs_f64(self.config.scan_timeout_secs);
         let recs = tokio::task::spawn_blocking(move || run(&eff, &plan))
             .await
             .map_err(|e| Error::internal(format!("local analysis task failed: {e}")))??;

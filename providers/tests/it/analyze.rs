@@ -117,6 +117,16 @@ async fn a_failed_ai_analysis_falls_back_to_local_and_both_runs_are_recorded() {
         assert_eq!(failed.recommendations_count, 0);
         assert_eq!(failed.provider_config["api_key"], "**REDACTED**");
         assert_eq!(failed.provider_config["base_url"], json!(server.base_url));
+        // The request's tuning is recorded beside the operator's settings. (tocsin-core's redaction
+        // treats every key containing "token" as a secret, `max_tokens` included.)
+        assert!(
+            failed.provider_config["request"]
+                .get("max_tokens")
+                .is_some(),
+            "{}",
+            failed.provider_config
+        );
+        assert_eq!(failed.provider_config["model"], "gpt-4o-mini");
         assert_eq!(
             (failed.trace_id.as_str(), failed.run_id.as_deref()),
             ("trace-fb", Some("run-fb"))
