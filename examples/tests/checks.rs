@@ -565,3 +565,20 @@ async fn check_and_alert_no_incidents_and_skips() {
         assert!(err.contains("KEY=VALUE"), "{err}");
     }
 }
+
+#[test]
+fn check_health_still_runs_when_the_database_is_down() {
+    // Nothing listens on port 1: the checks run, unrecorded, with a warning.
+    let (code, out, err) = run(tocsin("postgres://nobody@127.0.0.1:1/none").args([
+        "check-health",
+        "--json",
+        "disk",
+        "--warning-threshold",
+        "100",
+        "--critical-threshold",
+        "100",
+    ]));
+    assert_eq!(json_of(&out)["results"][0]["status"], "ok");
+    assert_eq!(code, 0);
+    assert!(err.contains("not recorded"), "{err}");
+}
