@@ -96,6 +96,10 @@ pub fn register_all(plugins: &mut Plugins) {
     }
 }
 
+#[cfg_attr(
+    not(any(feature = "console", feature = "email", feature = "http")),
+    allow(dead_code)
+)]
 /// Parses a driver config into its serde struct; the error names the driver and the field.
 pub(crate) fn parse_config<T: serde::de::DeserializeOwned>(
     driver: &str,
@@ -128,6 +132,7 @@ pub(crate) fn parse_config<T: serde::de::DeserializeOwned>(
     })
 }
 
+#[cfg_attr(not(any(feature = "email", feature = "http")), allow(dead_code))]
 /// The optional `timeout_secs` of a driver (default 10 s, 0.1 to 300).
 pub(crate) fn timeout_secs(v: Option<f64>) -> Result<Duration> {
     match v {
