@@ -378,8 +378,23 @@ pub fn filesystems() -> Vec<FsUsage> {
         .iter()
         .filter_map(|d| usage_of(d.mount_point(), &d.file_system().to_string_lossy()))
         .collect();
+    // One entry per filesystem: bind mounts (a container's /etc/hosts) repeat their source's
+    // device; the shortest mount point stands for it.
+    out.sort_by(|a, b| {
+        a.mount_point
+            .len()
+            .cmp(&b.mount_point.len())
+            .then(a.mount_point.cmp(&b.mount_point))
+    });
+    let mut seen = std::collections::HashSet::new();
+    out.retain(|f| {
+        use std::os::unix::fs::MetadataExt;
+        match std::fs::metadata(&f.mount_point) {
+            Ok(m) => seen.insert(m.dev()),
+            Err(_) => seen.insert(u64::MAX - seen.len() as u64),
+        }
+    });
     out.sort_by(|a, b| a.mount_point.cmp(&b.mount_point));
-    out.dedup_by(|a, b| a.mount_point == b.mount_point);
     out
 }
 
@@ -638,12 +653,13 @@ fn general(eff: &Effective, plan: &plan::Plan) -> Result<Vec<Recommendation>> {
         ));
         recs.push(procs::memory(eff.top_n, &reasons)?);
     }
-    let load = procs::load_per_core();
-    if load.is_some_and(|l| l > 1.0) {
+    if let Some(load) = procs::load_per_core().filter(|l| *l > 1.0) {
+        let mut r = reasons.clone();
+        r.push(format!("the 1-minute load is {load:.2} per core"));
         recs.push(procs::cpu(
             eff.top_n,
             Duration::from_millis(eff.cfg.cpu_window_ms),
-            &reasons,
+            &r,
         )?);
     }
     let all = filesystems();
