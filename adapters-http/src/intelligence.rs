@@ -16,6 +16,9 @@
 //!   "top_n", "recommendations", "count", "analysis_run_id"}`. Paths must lie under
 //!   `TOCSIN_ANALYZE_ROOTS`; without it, disk scans are refused (400).
 //!
+//! - `GET /intelligence/runs/?incident_id=&limit=`: `{"runs": [AnalysisRun..], "count"}`, newest
+//!   first (limit 1 to 1000, default 50); `GET /intelligence/runs/{id}/`: one run, 404 if unknown.
+//!
 //! Bad numbers are 400 naming the parameter. Every analysis is recorded as an `AnalysisRun`.
 //! The operator settings are `TOCSIN_ANALYZE_ROOTS` and `OPENAI_*`
 //! ([`OperatorConfig::strict_from_env`]), or an [`OperatorConfig`] added to the state with
@@ -48,6 +51,8 @@ pub(crate) fn routes() -> Router<AppState> {
         )
         .route("/intelligence/memory/", get(memory_get).post(memory_post))
         .route("/intelligence/disk/", get(disk_get).post(disk_post))
+        .route("/intelligence/runs/", get(runs))
+        .route("/intelligence/runs/{id}/", get(run))
 }
 
 type Params = BTreeMap<String, String>;
@@ -304,4 +309,46 @@ async fn disk_get(
     params: Result<Query<Params>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     disk(&state, params_to_body(params)?, trace(trace_id)).await
+}
+
+async fn runs(
+    State(state): State<AppState>,
+    params: Result<Query<Params>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let map = object(params_to_body(params)?, &["incident_id", "limit"])?;
+    let incident_id = match map.get("incident_id") {
+        Some(v) => number("incident_id", v)?
+            .map(|n| {
+                i64::try_from(n).map_err(|_| ApiError::bad_request("incident_id is too large"))
+            })
+            .transpose()?,
+        None => None,
+    };
+    let limit = match map.get("limit") {
+        Some(v) => match number("limit", v)? {
+            Some(n @ 1..=1000) => n as i64,
+            Some(n) => {
+                return Err(ApiError::bad_request(format!(
+                    "limit must be from 1 to 1000, got {n}"
+                )));
+            }
+            None => 50,
+        },
+        None => 50,
+    };
+    let runs = state
+        .tocsin
+        .store()
+        .run(move |c| tocsin_core::store::list_analysis_runs(c, incident_id, limit))
+        .await?;
+    Ok(Json(json!({"count": runs.len(), "runs": runs})))
+}
+
+async fn run(
+    State(state): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id: i64 = parse_number("id", &id)?;
+    let run = tocsin_providers::get_analysis_run(state.tocsin.store(), id).await?;
+    Ok(Json(json!(run)))
 }
