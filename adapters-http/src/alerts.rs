@@ -1,10 +1,148 @@
-//! The `/alerts/` endpoints (filled in by the alerts work).
+//! The `/alerts/` endpoints: the webhook receivers.
+//!
+//! - `POST /alerts/webhook/` detects the driver; `POST /alerts/webhook/{driver}/` names it.
+//! - `GET` on either says the endpoint is ready (and which driver, with its description).
+//!
+//! Success is `202 Accepted` with the counts, incident ids and trace id when alerts were stored,
+//! `200 OK` for a body accepted with zero alerts (a PagerDuty `pagey.ping`). Errors: malformed
+//! JSON 400, wrong content type 415, over the body limit 413, unknown driver 404, unrecognised
+//! or invalid payload 422, failed signature 401. Per-source secrets come from a
+//! [`WebhookSecrets`] extension of the state, else from `TOCSIN_WEBHOOK_SECRET_<DRIVER>`; a
+//! [`HookFactory`] extension, when present, supplies the hook that runs in the write transaction.
 
-use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Extension, Json, Router};
+use serde_json::json;
+use tocsin_core::plugin::Headers;
+use tocsin_ingest::service::{self, HookFactory, IngestBody, IngestRequest, WebhookSecrets};
 
-use crate::AppState;
+use crate::error::ApiError;
+use crate::{AppState, RawJson, TraceId};
 
 /// The routes of this area.
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
+        .route("/alerts/webhook/", get(ready_any).post(receive_any))
+        .route("/alerts/webhook", get(ready_any).post(receive_any))
+        .route(
+            "/alerts/webhook/{driver}/",
+            get(ready_driver).post(receive_driver),
+        )
+        .route(
+            "/alerts/webhook/{driver}",
+            get(ready_driver).post(receive_driver),
+        )
+}
+
+fn secrets(state: &AppState) -> WebhookSecrets {
+    state
+        .extension::<WebhookSecrets>()
+        .unwrap_or_else(WebhookSecrets::from_env)
+}
+
+async fn ready_any(State(state): State<AppState>) -> Response {
+    let drivers = state.tocsin.plugins().ingestors.names();
+    Json(json!({
+        "status": "ready",
+        "driver": null,
+        "detect": true,
+        "drivers": drivers,
+        "message": "POST a webhook body here to detect its format, or to /alerts/webhook/<driver>/ to name it",
+    }))
+    .into_response()
+}
+
+async fn ready_driver(
+    State(state): State<AppState>,
+    Path(driver): Path<String>,
+) -> Result<Response, ApiError> {
+    let d = state.tocsin.plugins().ingestors.get(&driver)?;
+    Ok(Json(json!({
+        "status": "ready",
+        "driver": d.name,
+        "description": d.description,
+        "signature_required": secrets(&state).get(d.name).is_some(),
+    }))
+    .into_response())
+}
+
+async fn receive_any(
+    State(state): State<AppState>,
+    trace: Option<Extension<TraceId>>,
+    headers: HeaderMap,
+    body: RawJson,
+) -> Result<Response, ApiError> {
+    receive(state, None, trace, headers, body).await
+}
+
+async fn receive_driver(
+    State(state): State<AppState>,
+    Path(driver): Path<String>,
+    trace: Option<Extension<TraceId>>,
+    headers: HeaderMap,
+    body: RawJson,
+) -> Result<Response, ApiError> {
+    receive(state, Some(driver), trace, headers, body).await
+}
+
+fn lowercase_headers(headers: &HeaderMap) -> Headers {
+    headers
+        .iter()
+        .filter_map(|(k, v)| {
+            v.to_str()
+                .ok()
+                .map(|v| (k.as_str().to_ascii_lowercase(), v.to_owned()))
+        })
+        .collect()
+}
+
+async fn receive(
+    state: AppState,
+    driver: Option<String>,
+    trace: Option<Extension<TraceId>>,
+    headers: HeaderMap,
+    RawJson(bytes): RawJson,
+) -> Result<Response, ApiError> {
+    if let Some(d) = &driver {
+        // An unknown driver is a 404 whatever the body holds.
+        state.tocsin.plugins().ingestors.get(d)?;
+    }
+    let req = IngestRequest {
+        driver,
+        body: IngestBody::Raw(bytes.to_vec()),
+        headers: lowercase_headers(&headers),
+        trace_id: trace.map(|Extension(TraceId(t))| t),
+    };
+    let hook = state.extension::<HookFactory>().map(|f| (f.0)());
+    let outcome = service::ingest_with_secrets(&state.tocsin, req, hook, &secrets(&state))
+        .await
+        .map_err(|e| {
+            if tocsin_ingest::signature::is_signature_failure(&e) {
+                tracing::warn!(error = %e, "A webhook failed signature verification.");
+                ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", e.message())
+            } else {
+                ApiError::from(e)
+            }
+        })?;
+    let status = if outcome.alerts.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    let mut body = serde_json::to_value(&outcome).unwrap_or_else(|_| json!({}));
+    if let Some(m) = body.as_object_mut() {
+        m.insert(
+            "status".into(),
+            json!(if outcome.alerts.is_empty() {
+                "accepted_empty"
+            } else {
+                "accepted"
+            }),
+        );
+        m.insert("alerts_received".into(), json!(outcome.alerts.len()));
+    }
+    Ok((status, Json(body)).into_response())
 }

@@ -146,7 +146,12 @@ pub fn evaluate(
         let mut pids: Vec<u32> = matched.iter().map(|m| m.pid).collect();
         pids.sort_unstable();
         let memory: u64 = matched.iter().map(|m| m.memory_bytes).sum();
-        let cpu: Option<f64> = matched.iter().map(|m| m.cpu_percent).sum();
+        // Nothing running has no CPU figure (and an empty f64 sum would print as -0.0).
+        let cpu: Option<f64> = if matched.is_empty() {
+            None
+        } else {
+            matched.iter().map(|m| m.cpu_percent).sum()
+        };
         if matched.is_empty() {
             missing.push(p.name.as_str());
         } else {
@@ -439,6 +444,7 @@ mod tests {
         assert_eq!(n["memory_bytes"], 2048);
         assert_eq!(n["memory_percent"], 2.0);
         assert_eq!(o.metrics["processes"]["redis"]["running"], false);
+        assert!(o.metrics["processes"]["redis"]["cpu_percent"].is_null());
         assert_eq!(o.message, "Processes: 1/2 running. Missing: redis");
         assert_eq!(o.metrics["running_percent"], 50.0);
     }

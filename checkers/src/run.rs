@@ -180,7 +180,7 @@ async fn execute(name: String, checker: Arc<dyn Checker>) -> CheckResult {
         }
     };
     let duration_ms = (started.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0;
-    tracing::info!(checker = %name, status = %outcome.status, duration_ms, message = %outcome.message, "Checker ran.");
+    tracing::debug!(checker = %name, status = %outcome.status, duration_ms, message = %outcome.message, "Checker ran.");
     CheckResult {
         checker: name,
         status: outcome.status,
@@ -221,7 +221,7 @@ pub async fn check_only(
     for (i, p) in planned.into_iter().enumerate() {
         match p {
             Planned::Skip(name, reason) => {
-                tracing::info!(checker = %name, reason = %reason, "Checker skipped.");
+                tracing::debug!(checker = %name, reason = %reason, "Checker skipped.");
                 slots.push(Some(skipped_result(&name, &reason)));
             }
             Planned::Run(name, checker) => {
@@ -306,4 +306,121 @@ pub async fn run_checks(
         run_id,
     )
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use async_trait::async_trait;
+    use tocsin_core::plugin::CheckerDescriptor;
+
+    struct Panics;
+    #[async_trait]
+    impl Checker for Panics {
+        async fn check(&self) -> CheckOutcome {
+            panic!("boom")
+        }
+    }
+
+    struct Fine;
+    #[async_trait]
+    impl Checker for Fine {
+        async fn check(&self) -> CheckOutcome {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            CheckOutcome {
+                status: CheckStatus::Ok,
+                message: "fine".into(),
+                metrics: serde_json::json!({}),
+                error: None,
+                warning_threshold: None,
+                critical_threshold: None,
+            }
+        }
+    }
+
+    static PANICS: CheckerDescriptor = CheckerDescriptor {
+        name: "panics",
+        description: "",
+        config_example: "{}",
+        build: |_, _| Ok(Arc::new(Panics)),
+    };
+    static FINE_A: CheckerDescriptor = CheckerDescriptor {
+        name: "fine-a",
+        description: "",
+        config_example: "{}",
+        build: |_, _| Ok(Arc::new(Fine)),
+    };
+    static FINE_B: CheckerDescriptor = CheckerDescriptor {
+        name: "fine-b",
+        description: "",
+        config_example: "{}",
+        build: |_, _| Ok(Arc::new(Fine)),
+    };
+
+    fn plugins() -> Plugins {
+        let mut p = Plugins::empty();
+        p.checkers
+            .register(&PANICS)
+            .register(&FINE_A)
+            .register(&FINE_B);
+        p
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_panicking_checker_is_unknown_and_takes_no_other_down() {
+        let results = check_only(
+            &plugins(),
+            &Config::default(),
+            &BuildContext::default(),
+            &CheckRequest::all(),
+        )
+        .await
+        .unwrap();
+        let names: Vec<&str> = results.iter().map(|r| r.checker.as_str()).collect();
+        assert_eq!(
+            names,
+            ["fine-a", "fine-b", "panics"],
+            "name order, whatever finished first"
+        );
+        assert_eq!(results[0].status, CheckStatus::Ok);
+        assert_eq!(results[1].status, CheckStatus::Ok);
+        assert_eq!(results[2].status, CheckStatus::Unknown);
+        assert!(
+            results[2].error.as_deref().unwrap().contains("panic"),
+            "{:?}",
+            results[2]
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn checkers_run_concurrently() {
+        let started = Instant::now();
+        let req = CheckRequest::new(&["fine-a".into(), "fine-b".into()], &Value::Null);
+        check_only(
+            &plugins(),
+            &Config::default(),
+            &BuildContext::default(),
+            &req,
+        )
+        .await
+        .unwrap();
+        // Two 100 ms checkers one after the other would take 200 ms.
+        assert!(
+            started.elapsed() < Duration::from_millis(190),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[test]
+    fn summary_counts_skipped_apart() {
+        let mut skipped = skipped_result("x", "skipped by CHECKERS_SKIP");
+        assert_eq!(skipped.status, CheckStatus::Unknown);
+        let mut ok = skipped.clone();
+        ok.skipped = false;
+        ok.status = CheckStatus::Ok;
+        skipped.checker = "y".into();
+        let s = summarize(&[skipped, ok]);
+        assert_eq!((s.total, s.ok, s.unknown, s.skipped), (2, 1, 0, 1));
+    }
 }

@@ -578,3 +578,57 @@ async fn discarding_an_incident_detaches_its_alerts_and_drops_its_events() {
         assert!(events.is_empty(), "{}", db.label);
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scheduled_checks_run_every_interval_and_hand_alerts_to_the_sink() {
+    use tocsin_checkers::{ScheduleConfig, spawn_scheduled_checks};
+    for db in store::testing::all().await {
+        let t = tocsin(&db, Config::default());
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut config = ScheduleConfig::every(Duration::from_millis(100));
+        // Thresholds at 0 make disk critical whatever the machine.
+        config.request = CheckRequest::new(
+            &["disk".into(), "memory".into()],
+            &json!({"disk": {"warning_threshold": 0, "critical_threshold": 0}}),
+        );
+        config.hostname = Some("sched-host".into());
+        let scheduled = spawn_scheduled_checks(t.clone(), config, move |_t, alerts, trace| {
+            let tx = tx.clone();
+            async move {
+                tx.send((alerts, trace)).ok();
+                Ok(())
+            }
+        });
+        let mut traces = Vec::new();
+        for _ in 0..2 {
+            let (alerts, trace) = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+                .await
+                .unwrap()
+                .unwrap();
+            let disk: Vec<_> = alerts
+                .iter()
+                .filter(|a| a.labels["checker"] == "disk")
+                .collect();
+            assert_eq!(disk.len(), 1, "{}: {alerts:?}", db.label);
+            assert_eq!(disk[0].labels["hostname"], "sched-host");
+            assert_eq!(
+                disk[0].fingerprint,
+                checkers::alerts::fingerprint("disk", "sched-host")
+            );
+            traces.push(trace);
+        }
+        assert_ne!(traces[0], traces[1], "one trace per round");
+        scheduled.stop();
+        let runs = db
+            .store
+            .run(|c| store::list_check_runs(c, Some("disk"), 50))
+            .await
+            .unwrap();
+        assert!(
+            runs.len() >= 2,
+            "{}: each round records its checks",
+            db.label
+        );
+        assert!(runs.iter().any(|r| r.trace_id == traces[0]));
+    }
+}

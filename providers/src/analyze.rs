@@ -345,11 +345,25 @@ async fn run_provider(
     input: &AnalysisInput,
 ) -> std::result::Result<(AnalysisOutput, Value), (Error, Value)> {
     let build_config = operator.config_for(descriptor.name);
+    // What is recorded: the provider's own view of its settings (secrets redacted), plus the
+    // request's tuning.
+    let with_request = |mut config: Value| {
+        let request = input.options.clone();
+        if request.as_object().is_some_and(|m| !m.is_empty()) {
+            match &mut config {
+                Value::Object(map) => {
+                    map.insert("request".to_owned(), request);
+                }
+                _ => config = json!({"request": request}),
+            }
+        }
+        tocsin_core::secret::redact(&config)
+    };
     let provider = match (descriptor.build)(&build_config, &tocsin.build_context()) {
         Ok(p) => p,
-        Err(e) => return Err((e, tocsin_core::secret::redact(&build_config))),
+        Err(e) => return Err((e, with_request(build_config))),
     };
-    let config = provider.redacted_config();
+    let config = with_request(provider.redacted_config());
     match provider.analyze(input).await {
         Ok(out) => Ok((out, config)),
         Err(e) => Err((e, config)),

@@ -4,7 +4,7 @@
 //! (<https://grafana.com/docs/grafana/v8.5/alerting/old-alerting/notifications/#webhook>).
 //!
 //! # Recognised by
-//! - unified: an `alerts` array with `receiver` and an `orgId` number (Grafana adds `orgId`,
+//! - unified: an `alerts` array with `receiver` and an `orgId` number or `version: "1"` (Grafana adds `orgId`,
 //!   `version: "1"`, `state`, `title`; Alertmanager sends none of them and `version: "4"`);
 //! - legacy: an `evalMatches` array with `ruleId` or `ruleName`, and a `state` string.
 //!
@@ -46,7 +46,8 @@ pub const NAME: &str = "grafana";
 fn is_unified(body: &Value) -> bool {
     body.get("alerts").is_some_and(Value::is_array)
         && body.get("receiver").is_some_and(Value::is_string)
-        && body.get("orgId").is_some_and(Value::is_number)
+        && (body.get("orgId").is_some_and(Value::is_number)
+            || body.get("version").and_then(Value::as_str) == Some("1"))
 }
 
 fn is_legacy(body: &Value) -> bool {

@@ -19,6 +19,8 @@
 //!   alert of it is firing (an indexed count of that incident's alerts, no scan of incidents).
 //! - **Acknowledgement** (PagerDuty `incident.acknowledged`, Opsgenie `Acknowledge`...)
 //!   acknowledges the incident; the alert keeps firing.
+//! - **Notes**: a new value of the annotation `note` (Opsgenie `AddNote`) becomes a `note` event
+//!   on the incident.
 //! - **Atomicity**: every alert of one request, the incident changes and the [`TxHook`] run in
 //!   one transaction: all of it is stored, or nothing.
 
@@ -349,29 +351,57 @@ async fn store_alerts(
     for a in &alerts {
         validate(a)?;
     }
-    let source = source.to_owned();
+    let source = Arc::new(source.to_owned());
+    let meta = Arc::new(meta);
+    let alerts = Arc::new(alerts);
     let count = alerts.len();
     let started = std::time::Instant::now();
-    let out = tocsin
-        .store()
-        .write(move |conn| {
-            let mut w = Writer {
-                conn,
-                source: &source,
-                trace_id: &trace_id,
-                meta: &meta,
-                out: IngestOutcome::empty(&source, trace_id.clone()),
-            };
-            for a in alerts {
-                w.one(a)?;
+    // The hook is taken out of the cell only when it runs, so an attempt that failed before it
+    // (a concurrent writer inserted the same alert first) can be retried with the hook intact.
+    let had_hook = hook.is_some();
+    let hook = Arc::new(std::sync::Mutex::new(hook));
+    let hook_unused = |h: &std::sync::Mutex<Option<TxHook>>| {
+        !had_hook || h.lock().unwrap_or_else(|p| p.into_inner()).is_some()
+    };
+    let mut attempt = 0;
+    let out = loop {
+        attempt += 1;
+        let (source, meta, alerts, cell, trace_id) = (
+            source.clone(),
+            meta.clone(),
+            alerts.clone(),
+            hook.clone(),
+            trace_id.clone(),
+        );
+        let result = tocsin
+            .store()
+            .write(move |conn| {
+                let mut w = Writer {
+                    conn,
+                    source: &source,
+                    trace_id: &trace_id,
+                    meta: &meta,
+                    out: IngestOutcome::empty(&source, trace_id.clone()),
+                };
+                for a in alerts.iter() {
+                    w.one(a.clone())?;
+                }
+                let Writer { conn, mut out, .. } = w;
+                let hook = cell.lock().unwrap_or_else(|p| p.into_inner()).take();
+                if let Some(hook) = hook {
+                    out.run_ids = hook(conn, &out.changes)?;
+                }
+                Ok(out)
+            })
+            .await;
+        match result {
+            Ok(out) => break out,
+            Err(e) if e.kind() == ErrorKind::Conflict && attempt < 3 && hook_unused(&hook) => {
+                tracing::debug!(error = %e, attempt, "A concurrent request stored the same alert first; retrying.");
             }
-            let Writer { conn, mut out, .. } = w;
-            if let Some(hook) = hook {
-                out.run_ids = hook(conn, &out.changes)?;
-            }
-            Ok(out)
-        })
-        .await?;
+            Err(e) => return Err(e),
+        }
+    };
     tracing::info!(
         driver = %out.driver,
         trace_id = %out.trace_id,
@@ -413,6 +443,9 @@ fn validate(a: &NormalizedAlert) -> Result<()> {
     }
     Ok(())
 }
+
+/// The annotation whose new values become `note` events on the incident.
+pub const NOTE_ANNOTATION: &str = "note";
 
 /// The labels that name an instance, in order of preference.
 pub const INSTANCE_LABELS: &[&str] = &["instance_id", "instance", "hostname", "host"];
@@ -586,6 +619,38 @@ impl Writer<'_, '_> {
         Ok(true)
     }
 
+    /// A vendor note (annotation `note`, such as Opsgenie's AddNote) that is new becomes a
+    /// `note` event on the incident.
+    fn note(
+        &mut self,
+        incident_id: i64,
+        a: &NormalizedAlert,
+        previous: Option<&String>,
+    ) -> Result<()> {
+        let Some(text) = a
+            .annotations
+            .get(NOTE_ANNOTATION)
+            .filter(|t| !t.trim().is_empty())
+        else {
+            return Ok(());
+        };
+        if previous == Some(text) {
+            return Ok(());
+        }
+        let inc = get_incident(self.conn, incident_id)?;
+        let by = a.annotations.get("username").cloned();
+        add_incident_event(
+            self.conn,
+            incident_id,
+            "note",
+            inc.status.as_str(),
+            inc.status.as_str(),
+            &self.actor(),
+            json!({"text": text, "by": by, "fingerprint": a.fingerprint, "trace_id": self.trace_id}),
+        )?;
+        Ok(())
+    }
+
     fn record(
         &mut self,
         id: i64,
@@ -664,6 +729,9 @@ impl Writer<'_, '_> {
             && let Some(inc) = &incident
         {
             self.acknowledge(inc.id, stored.id, &a)?;
+        }
+        if let Some(iid) = stored.incident_id {
+            self.note(iid, &a, None)?;
         }
         self.record(stored.id, &a, stored.incident_id, AlertOutcome::Created);
         Ok(())
@@ -813,6 +881,9 @@ impl Writer<'_, '_> {
             if nothing_else {
                 touch_alert(self.conn, old.id)?;
             }
+        }
+        if let Some(iid) = incident_id {
+            self.note(iid, &a, old.annotations.get(NOTE_ANNOTATION))?;
         }
         self.record(old.id, &a, incident_id, outcome);
         Ok(())

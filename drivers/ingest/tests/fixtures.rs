@@ -692,3 +692,15 @@ fn wrong_types_for_known_fields_name_the_field() {
         );
     }
 }
+
+#[test]
+fn every_driver_builds_from_its_example_config() {
+    for d in Plugins::from_inventory().ingestors.list() {
+        let cfg: Value = serde_json::from_str(d.config_example).unwrap();
+        assert!((d.build)(&cfg, &Default::default()).is_ok(), "{}", d.name);
+        assert!(!d.description.is_empty());
+    }
+    let stage = &tocsin_ingest::stage::DESCRIPTOR;
+    let cfg: Value = serde_json::from_str(stage.config_example).unwrap();
+    assert!((stage.build)(&cfg, &Default::default()).is_ok());
+}

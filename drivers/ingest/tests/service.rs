@@ -932,3 +932,69 @@ async fn the_ingest_stage_ingests_the_payload_or_passes_incidents_through() {
         ErrorKind::InvalidInput
     );
 }
+
+#[tokio::test]
+async fn concurrent_requests_for_the_same_new_alert_store_it_once() {
+    for db in testing::all().await {
+        let t = tocsin(&db);
+        let mut tasks = Vec::new();
+        for i in 0..8 {
+            let t = t.clone();
+            tasks.push(tokio::spawn(async move {
+                let hook: TxHook = Box::new(move |_c, _changes| Ok(vec![format!("run-{i}")]));
+                let body = serde_json::to_vec(
+                    &json!({"name": "Race", "fingerprint": "same", "labels": {"host": "r"}}),
+                )
+                .unwrap();
+                let req = IngestRequest {
+                    driver: Some("generic".into()),
+                    body: IngestBody::Raw(body),
+                    headers: Headers::new(),
+                    trace_id: None,
+                };
+                service::ingest_with_secrets(&t, req, Some(hook), &WebhookSecrets::none()).await
+            }));
+        }
+        let mut created = 0;
+        for task in tasks {
+            let out = task
+                .await
+                .unwrap()
+                .unwrap_or_else(|e| panic!("{}: {e}", db.label));
+            created += out.created;
+            assert_eq!(out.run_ids.len(), 1, "the hook ran once per request");
+        }
+        assert_eq!(created, 1, "{}", db.label);
+        assert_eq!(alert_count(&t).await, 1);
+    }
+}
+
+#[tokio::test]
+async fn an_opsgenie_note_becomes_an_incident_note_once() {
+    for db in testing::all().await {
+        let t = tocsin(&db);
+        let mut create: Value = serde_json::from_slice(&fixture("opsgenie/create.json")).unwrap();
+        let inc = generic_like(&t, &create).await.incident_ids[0];
+        create["action"] = "AddNote".into();
+        create["alert"]["note"] = "Failover started".into();
+        create["alert"]["username"] = "jane@example.com".into();
+        let out = generic_like(&t, &create).await;
+        assert_eq!(out.incident_ids, vec![inc]);
+        generic_like(&t, &create).await;
+        let evs = t
+            .store()
+            .run(move |c| store::list_incident_events(c, inc))
+            .await
+            .unwrap();
+        let notes: Vec<_> = evs.iter().filter(|e| e.event == "note").collect();
+        assert_eq!(notes.len(), 1, "{}", db.label);
+        assert_eq!(notes[0].details["text"], "Failover started");
+        assert_eq!(notes[0].details["by"], "jane@example.com");
+    }
+}
+
+async fn generic_like(t: &Tocsin, body: &Value) -> IngestOutcome {
+    send_raw(t, None, serde_json::to_vec(body).unwrap())
+        .await
+        .unwrap()
+}

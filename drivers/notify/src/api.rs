@@ -196,12 +196,7 @@ impl AttemptSink for Recorder {
             duration_ms: Some(a.duration.as_secs_f64() * 1000.0),
         };
         log_attempt(&new);
-        match self
-            .tocsin
-            .store()
-            .write(move |c| store::insert_delivery(c, &new))
-            .await
-        {
+        match insert_record(&self.tocsin, new).await {
             Ok(d) => self.records.lock().await.push(d),
             Err(e) => tracing::error!(error = %e, "Could not record a delivery attempt."),
         }
@@ -249,20 +244,136 @@ async fn record_skip(
         duration_ms: None,
     };
     log_attempt(&new);
-    tocsin
-        .store()
-        .write(move |c| store::insert_delivery(c, &new))
-        .await
+    insert_record(tocsin, new).await
 }
 
-/// Builds a driver by name from a config, validating the config (no I/O).
+/// Inserts a delivery record. A notification may name an incident that is not stored (an API
+/// caller's context, an incident deleted meanwhile): the attempt is then recorded without it
+/// rather than lost.
+async fn insert_record(tocsin: &Tocsin, new: NewDelivery) -> Result<Delivery> {
+    let first = new.clone();
+    match tocsin
+        .store()
+        .write(move |c| store::insert_delivery(c, &first))
+        .await
+    {
+        Ok(d) => Ok(d),
+        Err(e) if new.incident_id.is_some() && e.kind() == ErrorKind::Storage => {
+            tracing::warn!(incident_id = new.incident_id, error = %e,
+                "Could not link the delivery record to its incident; recording it without.");
+            let mut without = new;
+            without.incident_id = None;
+            tocsin
+                .store()
+                .write(move |c| store::insert_delivery(c, &without))
+                .await
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Builds a driver by name from an operator's config (a stored channel, the command line),
+/// validating it without I/O. Values of the form `${env:NAME}` are replaced by the environment
+/// variable `NAME`, so a stored channel need not hold its secret: `{"webhook_url":
+/// "${env:SLACK_WEBHOOK_URL}"}`.
 pub fn build_driver(
     tocsin: &Tocsin,
     driver: &str,
     config: &Value,
 ) -> Result<Arc<dyn NotifyDriver>> {
     let d = tocsin.plugins().notifiers.get(driver)?;
+    let config = resolve_env_refs(config, "", &|name| std::env::var(name).ok())?;
+    (d.build)(&config, &tocsin.build_context())
+}
+
+/// Builds a driver from a config that came from a request body: environment references are
+/// refused (they would let a caller send the server's variables to a destination of its choice).
+pub fn build_untrusted_driver(
+    tocsin: &Tocsin,
+    driver: &str,
+    config: &Value,
+) -> Result<Arc<dyn NotifyDriver>> {
+    let d = tocsin.plugins().notifiers.get(driver)?;
+    // A path on the server is the operator's to give, not a caller's.
+    if config.get("ca_file").is_some_and(|v| !v.is_null()) {
+        return Err(Error::invalid_input(
+            "ca_file: not allowed in a request body (configure a channel instead)",
+        ));
+    }
+    if let Some(field) = find_env_ref(config, "") {
+        return Err(Error::invalid_input(format!(
+            "{field}: environment references (${{env:...}}) are not allowed in a request body"
+        )));
+    }
     (d.build)(config, &tocsin.build_context())
+}
+
+/// The first field holding a `${env:NAME}` value.
+fn find_env_ref(v: &Value, path: &str) -> Option<String> {
+    match v {
+        Value::String(s) => env_ref(s).map(|_| path.to_owned()),
+        Value::Object(m) => m.iter().find_map(|(k, x)| {
+            find_env_ref(
+                x,
+                &if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                },
+            )
+        }),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, x)| find_env_ref(x, &format!("{path}[{i}]"))),
+        _ => None,
+    }
+}
+
+/// The variable name of a `${env:NAME}` value.
+fn env_ref(s: &str) -> Option<&str> {
+    let name = s.strip_prefix("${env:")?.strip_suffix('}')?;
+    let ok = !name.is_empty()
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !name.starts_with(|c: char| c.is_ascii_digit());
+    ok.then_some(name)
+}
+
+/// Replaces `${env:NAME}` values (at any depth) by `lookup(NAME)`; an unset one is an
+/// [`ErrorKind::InvalidConfig`] error naming the field and the variable.
+fn resolve_env_refs(
+    v: &Value,
+    path: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<Value> {
+    let field = |k: &str| {
+        if path.is_empty() {
+            k.to_owned()
+        } else {
+            format!("{path}.{k}")
+        }
+    };
+    Ok(match v {
+        Value::String(s) => match env_ref(s) {
+            Some(name) => Value::String(lookup(name).ok_or_else(|| {
+                Error::invalid_config(format!("{path}: environment variable {name} is not set"))
+            })?),
+            None => v.clone(),
+        },
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, x)| Ok((k.clone(), resolve_env_refs(x, &field(k), lookup)?)))
+                .collect::<Result<_>>()?,
+        ),
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, x)| resolve_env_refs(x, &format!("{path}[{i}]"), lookup))
+                .collect::<Result<_>>()?,
+        ),
+        other => other.clone(),
+    })
 }
 
 /// Sends through one driver with retries, recording every attempt.
@@ -537,14 +648,44 @@ pub async fn send_with_options(
     notification: &Notification,
     options: &SendOptions,
 ) -> Result<SendOutcome> {
-    let driver = build_driver(tocsin, driver_name, config)?;
+    let outcome = send_with_outcome(tocsin, driver_name, config, notification, options).await?;
+    if let Some(e) = outcome.first_error() {
+        return Err(e);
+    }
+    let result = outcome
+        .results
+        .into_iter()
+        .next()
+        .ok_or_else(|| Error::internal("no delivery result"))?;
+    Ok(SendOutcome {
+        result,
+        deliveries: outcome.deliveries,
+    })
+}
+
+/// Like [`send_with_options`], but a failed delivery is reported in the outcome (with its
+/// attempts) rather than as an `Err`; `Err` is kept for an unknown driver, an invalid config or a
+/// destination the guard refuses.
+pub async fn send_with_outcome(
+    tocsin: &Tocsin,
+    driver_name: &str,
+    config: &Value,
+    notification: &Notification,
+    options: &SendOptions,
+) -> Result<NotifyOutcome> {
+    let driver = if options.untrusted_destination {
+        build_untrusted_driver(tocsin, driver_name, config)?
+    } else {
+        build_driver(tocsin, driver_name, config)?
+    };
     if options.untrusted_destination {
         OutboundGuard::from_env()?
             .check_config(driver_name, config)
             .await?;
     }
+    let key = base_key(notification);
+    let mut outcome = NotifyOutcome::default();
     if tocsin.config().notify_skip_all {
-        let key = base_key(notification);
         let d = record_skip(
             tocsin,
             notification,
@@ -554,7 +695,7 @@ pub async fn send_with_options(
             "NOTIFY_SKIP_ALL is set: delivery skipped",
         )
         .await?;
-        let result = ChannelResult {
+        outcome.results.push(ChannelResult {
             channel: None,
             driver: driver_name.to_owned(),
             status: DeliveryStatus::Skipped,
@@ -563,13 +704,11 @@ pub async fn send_with_options(
             message_id: None,
             response: None,
             error: None,
-        };
-        return Ok(SendOutcome {
-            result,
-            deliveries: vec![d],
         });
+        outcome.deliveries.push(d);
+        outcome.skipped = true;
+        return Ok(outcome);
     }
-    let key = base_key(notification);
     let (result, deliveries) = deliver(
         tocsin,
         notification,
@@ -580,16 +719,14 @@ pub async fn send_with_options(
         options.retry,
     )
     .await;
-    match &result.error {
-        Some(e) => Err(
-            Error::new(e.kind, e.message.clone()).with_retry(if e.temporary {
-                Retry::Temporary
-            } else {
-                Retry::Permanent
-            }),
-        ),
-        None => Ok(SendOutcome { result, deliveries }),
+    match result.status {
+        DeliveryStatus::Sent => outcome.notified += 1,
+        DeliveryStatus::Failed => outcome.failed += 1,
+        _ => {}
     }
+    outcome.results.push(result);
+    outcome.deliveries = deliveries;
+    Ok(outcome)
 }
 
 /// Sends to one stored channel by name (test-notify with a channel, `/notify/send/` with `channel`).
@@ -727,10 +864,21 @@ pub async fn remove_channel(tocsin: &Tocsin, name: &str) -> Result<()> {
         .await
 }
 
-/// A driver config with its secrets replaced by `**REDACTED**`: secret-named fields, every
-/// webhook header value, and the path of secret URLs.
+/// A driver config with its secrets replaced by `**REDACTED**`: secret-named fields (the whole
+/// Slack webhook URL among them), every webhook header value, and the query of any URL.
 pub fn redact_config(config: &Value) -> Value {
     let mut v = tocsin_core::secret::redact(config);
+    // A URL's query often carries a token (`?token=...`): show the URL without it.
+    if let Value::Object(m) = &mut v {
+        for (k, val) in m.iter_mut() {
+            if k.ends_with("url")
+                && let Some(u) = val.as_str()
+                && let Some((base, _)) = u.split_once('?')
+            {
+                *val = Value::String(format!("{base}?{}", tocsin_core::secret::REDACTED));
+            }
+        }
+    }
     if let Some(Value::Object(h)) = v.get_mut("headers") {
         for value in h.values_mut() {
             *value = Value::String(tocsin_core::secret::REDACTED.to_owned());
@@ -790,6 +938,21 @@ pub fn driver_info(tocsin: &Tocsin, name: &str) -> Result<DriverInfo> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn env_references_are_resolved_and_unset_ones_named() {
+        let lookup = |n: &str| (n == "HOOK").then(|| "https://hooks.example.com/T0".to_owned());
+        let v = serde_json::json!({"webhook_url": "${env:HOOK}", "headers": {"A": "${env:NOPE}"}, "x": "${env:}"});
+        let err = resolve_env_refs(&v, "", &lookup).unwrap_err();
+        assert!(
+            err.message().contains("headers.A") && err.message().contains("NOPE"),
+            "{err}"
+        );
+        let v = serde_json::json!({"webhook_url": "${env:HOOK}", "keep": "${env:}", "n": 1});
+        let r = resolve_env_refs(&v, "", &lookup).unwrap();
+        assert_eq!(r["webhook_url"], "https://hooks.example.com/T0");
+        assert_eq!(r["keep"], "${env:}");
+    }
 
     #[test]
     fn provider_answers_are_found_in_messages() {

@@ -6,7 +6,8 @@
 //! Config: `smtp_host` (required), `smtp_port` (default 587, or 465 with `tls: implicit`), `tls`
 //! (`starttls` default, `implicit`, or `none` for a relay on loopback), `username`, `password`
 //! (secret), `from` (required), `to` (required, list or comma-separated), `timeout_secs`
-//! (default 10), `templates` (`subject`, `text`, `html`).
+//! (default 10), `ca_file` (extra trusted CA certificates, PEM), `templates` (`subject`, `text`,
+//! `html`).
 //!
 //! SMTP replies map to errors: 4xx temporary, 5xx permanent (535 and friends are
 //! [`ErrorKind::Unauthorized`]); refused connections and timeouts temporary.
@@ -17,6 +18,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde::Deserialize;
 use serde_json::Value;
@@ -73,6 +75,10 @@ struct EmailConfig {
     /// Whole-send timeout in seconds. Default 10.
     #[serde(default)]
     timeout_secs: Option<f64>,
+    /// A PEM file of extra trusted CA certificates (a private relay's CA), read when the first
+    /// message is sent. Default none: the system's roots only.
+    #[serde(default)]
+    ca_file: Option<std::path::PathBuf>,
     /// Template overrides (`subject`, `text`, `html`).
     #[serde(default)]
     #[allow(dead_code)]
@@ -95,6 +101,7 @@ pub struct EmailDriver {
     from: Mailbox,
     to: Vec<Mailbox>,
     timeout: Duration,
+    ca_file: Option<std::path::PathBuf>,
     templates: Templates,
     transport: tokio::sync::OnceCell<AsyncSmtpTransport<Tokio1Executor>>,
 }
@@ -130,8 +137,7 @@ fn mailbox(field: &str, s: &str) -> Result<Mailbox> {
 impl EmailDriver {
     /// Validates the config (no I/O) and builds the driver.
     pub fn from_config(config: &Value, ctx: &BuildContext) -> Result<Self> {
-        let c: EmailConfig = serde_json::from_value(config.clone())
-            .map_err(|e| Error::invalid_config(format!("email: {e}")))?;
+        let c: EmailConfig = crate::parse_config("email", config)?;
         let overrides: TemplateOverrides = overrides_from(config)?;
         let host = c.smtp_host.trim().to_owned();
         if host.is_empty() || host.contains(['/', ' ', ':']) && !host.starts_with('[') {
@@ -190,6 +196,7 @@ impl EmailDriver {
             from,
             to,
             timeout,
+            ca_file: c.ca_file,
             templates,
             transport: tokio::sync::OnceCell::new(),
         })
@@ -208,6 +215,26 @@ impl EmailDriver {
             Error::invalid_config(format!("smtp_host: cannot set up TLS for {host:?}: {e}"))
         })?;
         let mut builder = builder.port(self.port).timeout(Some(self.timeout));
+        if let (Some(ca_file), TlsMode::Starttls | TlsMode::Implicit) = (&self.ca_file, self.tls) {
+            let pem = std::fs::read(ca_file).map_err(|e| {
+                Error::invalid_config(format!("ca_file: cannot read {}: {e}", ca_file.display()))
+            })?;
+            let cert = Certificate::from_pem(&pem).map_err(|e| {
+                Error::invalid_config(format!(
+                    "ca_file: {} is not a PEM certificate: {e}",
+                    ca_file.display()
+                ))
+            })?;
+            let params = TlsParameters::builder(host.to_owned())
+                .add_root_certificate(cert)
+                .build()
+                .map_err(|e| Error::invalid_config(format!("ca_file: cannot set up TLS: {e}")))?;
+            builder = builder.tls(if self.tls == TlsMode::Implicit {
+                Tls::Wrapper(params)
+            } else {
+                Tls::Required(params)
+            });
+        }
         if let Some((u, p)) = &self.credentials {
             builder = builder.credentials(Credentials::new(u.clone(), p.expose().to_owned()));
         }
@@ -269,7 +296,8 @@ fn smtp_error(err: lettre::transport::smtp::Error) -> Error {
         }
         return Error::new(ErrorKind::Upstream, msg).with_retry(Retry::Permanent);
     }
-    if err.is_tls() {
+    // A certificate the client cannot trust will not become trusted by retrying.
+    if err.is_tls() || text.contains("certificate") {
         return Error::new(ErrorKind::Upstream, format!("SMTP TLS failed: {text}"))
             .with_retry(Retry::Permanent);
     }
@@ -357,6 +385,7 @@ pub const DESCRIPTOR: NotifyDriverDescriptor = NotifyDriverDescriptor {
         "username",
         "password",
         "timeout_secs",
+        "ca_file",
         "templates",
     ],
     config_example: r#"{"smtp_host": "smtp.example.com", "smtp_port": 587, "tls": "starttls", "username": "tocsin", "password": "app-password", "from": "tocsin <tocsin@example.com>", "to": ["oncall@example.com"]}"#,

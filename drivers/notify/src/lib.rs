@@ -9,6 +9,7 @@
 //! - [`notify`] / [`send_with`]: which channels, retries ([`retry`], in one place for every
 //!   driver), delivery records, `NOTIFY_SKIP_ALL`; channel helpers ([`create_channel`]...); the
 //!   outbound [`guard`] for destinations that come from request bodies.
+//! - [`request`]: sends described by request bodies (`/notify/send/`, `/notify/batch/`).
 //! - The `notify` pipeline stage ([`stage`]).
 //!
 //! ```
@@ -44,6 +45,7 @@ mod api;
 pub mod guard;
 #[cfg(feature = "http")]
 pub mod http;
+pub mod request;
 pub mod retry;
 pub mod stage;
 pub mod template;
@@ -52,6 +54,7 @@ use std::time::Duration;
 
 pub use api::*;
 pub use guard::OutboundGuard;
+pub use request::{BatchItem, BatchOutcome, SendRequest, send_batch, send_request};
 pub use retry::{RetryPolicy, Retrying};
 use tocsin_core::plugin::{NotifyDriverDescriptor, Plugins, StageDescriptor};
 use tocsin_core::{Error, Result};
@@ -93,6 +96,10 @@ pub fn register_all(plugins: &mut Plugins) {
     }
 }
 
+#[cfg_attr(
+    not(any(feature = "console", feature = "email", feature = "http")),
+    allow(dead_code)
+)]
 /// Parses a driver config into its serde struct; the error names the driver and the field.
 pub(crate) fn parse_config<T: serde::de::DeserializeOwned>(
     driver: &str,
@@ -103,10 +110,29 @@ pub(crate) fn parse_config<T: serde::de::DeserializeOwned>(
             "{driver}: config must be a JSON object"
         )));
     }
-    serde_json::from_value(config.clone())
-        .map_err(|e| Error::invalid_config(format!("{driver}: {e}")))
+    serde_json::from_value(config.clone()).map_err(|e| {
+        let msg = e.to_string();
+        // serde names missing and unknown fields but not a field of the wrong type: find the key
+        // whose removal changes the error, and name it.
+        if !msg.contains("field `")
+            && let Some(map) = config.as_object()
+        {
+            for key in map.keys() {
+                let mut without = map.clone();
+                without.remove(key);
+                let other = serde_json::from_value::<T>(serde_json::Value::Object(without))
+                    .err()
+                    .map(|e| e.to_string());
+                if other.as_deref() != Some(msg.as_str()) {
+                    return Error::invalid_config(format!("{key}: {msg}"));
+                }
+            }
+        }
+        Error::invalid_config(format!("{driver}: {msg}"))
+    })
 }
 
+#[cfg_attr(not(any(feature = "email", feature = "http")), allow(dead_code))]
 /// The optional `timeout_secs` of a driver (default 10 s, 0.1 to 300).
 pub(crate) fn timeout_secs(v: Option<f64>) -> Result<Duration> {
     match v {

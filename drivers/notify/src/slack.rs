@@ -38,6 +38,11 @@ pub const MAX_FIELDS: usize = 10;
 pub const MAX_CONTEXT_ELEMENTS: usize = 10;
 /// Slack's limit on blocks per message.
 pub const MAX_BLOCKS: usize = 50;
+/// Slack rejects messages whose blocks hold too much text in all (`msg_blocks_too_long`, well
+/// below the 50 × 3000 the per-block limits would allow); we keep the blocks' text under this.
+pub const MAX_TOTAL_TEXT: usize = 12_000;
+/// What a summary field (incident, source, instance) shows at most: a glance, not a page.
+pub const FIELD_SHOWN: usize = 300;
 /// Appended to every text that was cut.
 pub const CUT_MARKER: &str = " … (truncated)";
 
@@ -81,6 +86,27 @@ impl std::fmt::Debug for SlackDriver {
             .field("webhook_url", &self.url)
             .finish_non_exhaustive()
     }
+}
+
+/// Characters of text in a list of blocks (header, section text and fields, context elements).
+pub fn text_len(blocks: &[Value]) -> usize {
+    fn count(v: &Value) -> usize {
+        match v {
+            Value::Object(m) => m
+                .iter()
+                .map(|(k, x)| {
+                    if k == "text" {
+                        x.as_str().map_or_else(|| count(x), |t| t.chars().count())
+                    } else {
+                        count(x)
+                    }
+                })
+                .sum(),
+            Value::Array(items) => items.iter().map(count).sum(),
+            _ => 0,
+        }
+    }
+    blocks.iter().map(count).sum()
 }
 
 /// Escapes the three characters mrkdwn treats as control characters.
@@ -153,7 +179,7 @@ impl SlackDriver {
         if let Some(i) = &n.incident {
             fields.push(mrkdwn(
                 format!("*Incident*\n#{} {} ({})", i.id, escape(&i.title), i.status),
-                MAX_FIELD,
+                FIELD_SHOWN,
             ));
         }
         let sources: Vec<String> = ctx["sources"]
@@ -166,14 +192,14 @@ impl SlackDriver {
         if !sources.is_empty() {
             fields.push(mrkdwn(
                 format!("*Source*\n{}", sources.join(", ")),
-                MAX_FIELD,
+                FIELD_SHOWN,
             ));
         }
         if !n.alerts.is_empty() {
             fields.push(mrkdwn(format!("*Alerts*\n{}", n.alerts.len()), MAX_FIELD));
         }
         if let Some(host) = n.alerts.iter().find_map(|a| a.labels.get("instance")) {
-            fields.push(mrkdwn(format!("*Instance*\n{}", escape(host)), MAX_FIELD));
+            fields.push(mrkdwn(format!("*Instance*\n{}", escape(host)), FIELD_SHOWN));
         }
         fields.truncate(MAX_FIELDS);
         blocks.push(json!({"type": "section", "fields": fields}));
@@ -210,7 +236,17 @@ impl SlackDriver {
             // The context's list is already capped at three; more may be asked for.
             let mut all: Vec<_> = n.recommendations.iter().collect();
             all.sort_by_key(|r| crate::template::priority_rank(r.priority));
+            let wanted = all.len().min(self.max_recommendations);
             for (i, r) in all.into_iter().take(self.max_recommendations).enumerate() {
+                // What is left of the message's text budget, keeping room for the context line.
+                let left = MAX_TOTAL_TEXT.saturating_sub(text_len(&blocks) + 600);
+                if left < 300 {
+                    blocks.push(json!({"type": "context", "elements": [mrkdwn(
+                        format!("… {} more recommendations not shown (message size limit)", wanted - i),
+                        MAX_SECTION,
+                    )]}));
+                    break;
+                }
                 let mut t = format!(
                     "*{}. [{}] {}*",
                     i + 1,
@@ -225,7 +261,7 @@ impl SlackDriver {
                     t.push_str("\n• ");
                     t.push_str(&escape(a));
                 }
-                blocks.push(json!({"type": "section", "text": mrkdwn(t, MAX_SECTION)}));
+                blocks.push(json!({"type": "section", "text": mrkdwn(t, MAX_SECTION.min(left))}));
             }
         }
 

@@ -1,9 +1,13 @@
 //! The `notify` pipeline stage: builds the notification from the run state and delivers it.
 //!
-//! Node config: `{"channels"?: ["name", ...], "driver"?: "console", "config"?: {...}}`.
+//! Node config: `{"channels"?: ["name", ...], "driver"?: "console", "config"?: {...},
+//! "fallback_driver"?: "console"}`.
 //! - `channels`: notify these stored channels; neither `channels` nor `driver`: every enabled one.
-//! - `driver` (+ `config`, default `{}`): send through this driver directly (the sample pipeline
-//!   uses `console`), recorded with no channel name.
+//! - `driver` (+ `config`, default `{}`): send through this driver directly, recorded with no
+//!   channel name.
+//! - `fallback_driver`: with no channel configured, the skip is recorded and this driver (with
+//!   an empty config) is used instead; the sample pipeline uses `console`, so a first run shows
+//!   what would be sent.
 //!
 //! The notification: the incident of `state.incident_id` with its alerts, `state.checks` and
 //! `state.recommendations`; status `resolved` when the incident is resolved or closed (PagerDuty
@@ -37,6 +41,11 @@ pub struct NotifyNodeConfig {
     /// The driver's config. Default `{}`.
     #[serde(default)]
     pub config: Option<Value>,
+    /// A driver used (with an empty config) when no channel is configured, after recording the
+    /// skip: the sample pipeline uses `console`, so a first run shows what would be sent.
+    /// Default none.
+    #[serde(default)]
+    pub fallback_driver: Option<String>,
 }
 
 /// The stage.
@@ -57,6 +66,11 @@ impl NotifyStage {
         if config.driver.is_some() && config.channels.is_some() {
             return Err(Error::invalid_config(
                 "notify: give either channels or driver, not both",
+            ));
+        }
+        if config.fallback_driver.is_some() && config.driver.is_some() {
+            return Err(Error::invalid_config(
+                "notify: fallback_driver applies to channels, not with driver",
             ));
         }
         if config.config.is_some() && config.driver.is_none() {
@@ -182,28 +196,30 @@ impl Stage for NotifyStage {
         let outcome: NotifyOutcome = match &self.config.driver {
             Some(driver) => {
                 let config = self.config.config.clone().unwrap_or_else(|| json!({}));
-                match crate::api::send_with_options(
-                    tocsin,
-                    driver,
-                    &config,
-                    &n,
-                    &SendOptions::default(),
-                )
-                .await
-                {
-                    Ok(s) => NotifyOutcome {
-                        notified: usize::from(
-                            s.result.status == tocsin_core::domain::DeliveryStatus::Sent,
-                        ),
-                        skipped: s.result.status == tocsin_core::domain::DeliveryStatus::Skipped,
-                        deliveries: s.deliveries,
-                        results: vec![s.result],
-                        failed: 0,
-                    },
-                    Err(e) => return Err(e),
-                }
+                crate::api::send_with_outcome(tocsin, driver, &config, &n, &SendOptions::default())
+                    .await?
             }
-            None => notify(tocsin, &n, self.config.channels.as_deref()).await?,
+            None => {
+                let mut outcome = notify(tocsin, &n, self.config.channels.as_deref()).await?;
+                let none_configured = outcome.skipped
+                    && outcome.results.is_empty()
+                    && !tocsin.config().notify_skip_all;
+                if let (true, Some(fallback)) = (none_configured, &self.config.fallback_driver) {
+                    let more = crate::api::send_with_outcome(
+                        tocsin,
+                        fallback,
+                        &json!({}),
+                        &n,
+                        &SendOptions::default(),
+                    )
+                    .await?;
+                    outcome.notified += more.notified;
+                    outcome.failed += more.failed;
+                    outcome.deliveries.extend(more.deliveries);
+                    outcome.results.extend(more.results);
+                }
+                outcome
+            }
         };
         if let Some(e) = outcome.first_error() {
             return Err(e);

@@ -163,6 +163,24 @@ pub struct ScanReport {
     pub duration_ms: u64,
 }
 
+/// Drops a directory that one listed subdirectory almost entirely explains (`/root/.rustup`
+/// when `/root/.rustup/toolchains` holds 95 % of it), then keeps `top_n`.
+fn most_specific(dirs: Vec<Item>, top_n: usize) -> Vec<Item> {
+    let explained = |d: &Item| {
+        let prefix = format!("{}/", d.path.trim_end_matches('/'));
+        dirs.iter().any(|c| {
+            c.path.starts_with(&prefix) && c.disk_bytes as f64 >= d.disk_bytes as f64 * 0.95
+        })
+    };
+    let keep: Vec<bool> = dirs.iter().map(|d| !explained(d)).collect();
+    dirs.iter()
+        .zip(keep)
+        .filter(|(_, k)| *k)
+        .map(|(d, _)| d.clone())
+        .take(top_n)
+        .collect()
+}
+
 /// Checks `path` against `roots` after resolving it (so a symbolic link cannot lead outside).
 pub fn resolve_under_roots(path: &str, roots: &[PathBuf]) -> Result<PathBuf> {
     if roots.is_empty() {
@@ -225,7 +243,11 @@ pub fn classify(path: &Path) -> Option<OldKind> {
     if is_log {
         return Some(OldKind::Log);
     }
-    if comps.iter().any(|c| c.contains("cache")) {
+    // Python bytecode sits beside its source and is rebuilt on import: not a leftover.
+    if comps
+        .iter()
+        .any(|c| c.contains("cache") && c != "__pycache__")
+    {
         return Some(OldKind::Cache);
     }
     let temp_ext = [".tmp", ".temp", ".swp", ".bak", ".old", "~"];
@@ -334,7 +356,8 @@ pub fn scan(params: &ScanParams) -> Result<ScanReport> {
             .cmp(&a.disk_bytes)
             .then_with(|| a.path.cmp(&b.path))
     });
-    dirs.truncate(params.top_n);
+    dirs.truncate(params.top_n.saturating_mul(20));
+    let dirs = most_specific(dirs, params.top_n);
 
     let mut all = Found::default();
     for f in &mut found {
@@ -610,6 +633,40 @@ mod tests {
         );
         assert_eq!(classify(Path::new("/srv/db/dump.bak")), Some(OldKind::Temp));
         assert_eq!(classify(Path::new("/srv/data/video.mp4")), None);
+        assert_eq!(
+            classify(Path::new(
+                "/usr/lib/python3/dist-packages/x/__pycache__/a.pyc"
+            )),
+            None
+        );
+    }
+
+    fn item(path: &str, mib: u64) -> Item {
+        Item {
+            path: path.into(),
+            disk_bytes: mib << 20,
+            size_bytes: mib << 20,
+            size_mb: mib as f64,
+            age_days: None,
+            depth: Some(path.matches('/').count()),
+        }
+    }
+
+    #[test]
+    fn a_directory_its_one_big_child_explains_is_not_listed_twice() {
+        let dirs = vec![
+            item("/a", 100),
+            item("/a/b", 97),
+            item("/c", 60),
+            item("/c/d", 30),
+            item("/c/e", 29),
+            item("/ab", 10),
+        ];
+        let kept: Vec<String> = most_specific(dirs, 10)
+            .into_iter()
+            .map(|d| d.path)
+            .collect();
+        assert_eq!(kept, vec!["/a/b", "/c", "/c/d", "/c/e", "/ab"]);
     }
 
     #[test]

@@ -143,6 +143,9 @@ impl LocalConfig {
     }
 }
 
+/// Disk scans running at once in this process.
+static DISK_SCANS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
 /// The local provider.
 #[derive(Debug, Clone)]
 pub struct LocalProvider {
@@ -182,6 +185,21 @@ impl Provider for LocalProvider {
             cfg: self.config.clone(),
         };
         tracing::debug!(kinds = ?plan.kinds, path = ?plan.disk_path, "Local analysis planned.");
+        // Disk walks are heavy: at most two at a time per process, whoever asks (the HTTP
+        // endpoints included). The deadline starts once a walk may begin.
+        let may_walk = plan.kinds.is_empty() || plan.kinds.contains(&AnalysisKind::Disk);
+        let _permit = if may_walk {
+            Some(
+                DISK_SCANS
+                    .acquire()
+                    .await
+                    .map_err(|_| Error::internal("the disk scan limiter is closed"))?,
+            )
+        } else {
+            None
+        };
+        let mut eff = eff;
+        eff.deadline = Instant::now() + Duration::from_secs_f64(self.config.scan_timeout_secs);
         let recs = tokio::task::spawn_blocking(move || run(&eff, &plan))
             .await
             .map_err(|e| Error::internal(format!("local analysis task failed: {e}")))??;
@@ -211,17 +229,84 @@ fn run(eff: &Effective, plan: &plan::Plan) -> Result<Vec<Recommendation>> {
                 Duration::from_millis(eff.cfg.cpu_window_ms),
                 &plan.reasons,
             )?),
-            AnalysisKind::Disk => {
-                let path = match &plan.disk_path {
-                    Some(p) => p.clone(),
-                    None => first_root(&eff.cfg.roots)?,
-                };
-                let root = disk::resolve_under_roots(&path, &eff.cfg.roots)?;
-                recs.extend(disk_recommendations(eff, &root, &plan.reasons)?);
-            }
+            AnalysisKind::Disk => recs.extend(disk_for_plan(eff, plan)?),
         }
     }
     Ok(recs)
+}
+
+/// The disk analysis of a plan. A path the request named must be scannable; a path taken from
+/// the incident (an alert's `mountpoint`, possibly of another host) that cannot be scanned here
+/// falls back to the first root, or to the filesystem figures alone when no root is configured.
+fn disk_for_plan(eff: &Effective, plan: &plan::Plan) -> Result<Vec<Recommendation>> {
+    let mut reasons = plan.reasons.clone();
+    let resolved = match &plan.disk_path {
+        Some(p) => disk::resolve_under_roots(p, &eff.cfg.roots),
+        None => {
+            first_root(&eff.cfg.roots).and_then(|p| disk::resolve_under_roots(&p, &eff.cfg.roots))
+        }
+    };
+    let root = match resolved {
+        Ok(root) => root,
+        Err(e) if plan.path_requested => return Err(e),
+        Err(e) => {
+            let fallback = first_root(&eff.cfg.roots)
+                .and_then(|p| disk::resolve_under_roots(&p, &eff.cfg.roots));
+            match fallback {
+                Ok(root) => {
+                    reasons.push(format!(
+                        "{}; scanning {} instead",
+                        e.message(),
+                        root.display()
+                    ));
+                    root
+                }
+                Err(_) => {
+                    reasons.push(e.message().to_owned());
+                    let all = filesystems();
+                    let target = plan.disk_path.as_deref().unwrap_or("/");
+                    let fs = filesystem_of(Path::new(target), &all)
+                        .or_else(|| filesystem_of(Path::new("/"), &all));
+                    return Ok(fs
+                        .map(|f| vec![usage_only(&f, e.message(), &reasons)])
+                        .unwrap_or_default());
+                }
+            }
+        }
+    };
+    disk_recommendations(eff, &root, &reasons)
+}
+
+/// A disk recommendation with the filesystem's figures only (nothing was walked).
+fn usage_only(fs: &FsUsage, why: &str, reasons: &[String]) -> Recommendation {
+    Recommendation {
+        kind: RecommendationType::Disk,
+        priority: disk_priority(fs.used_percent),
+        title: format!(
+            "Disk: {} is {:.1}% used ({} free)",
+            fs.mount_point,
+            fs.used_percent,
+            human(fs.available_bytes)
+        ),
+        description: format!("{}. It was not scanned: {why}.", fs_sentence(fs)),
+        details: json!({"filesystem": fs, "why": reasons}),
+        actions: vec![format!(
+            "Find what fills it: `du -xh --max-depth=2 {} | sort -h | tail -20`.",
+            fs.mount_point
+        )],
+        incident_id: None,
+    }
+}
+
+fn fs_sentence(fs: &FsUsage) -> String {
+    format!(
+        "{} is {:.1}% used: {} used, {} available of {}",
+        fs.mount_point,
+        fs.used_percent,
+        human(fs.used_bytes),
+        human(fs.available_bytes),
+        human(fs.total_bytes)
+    )
 }
 
 fn first_root(roots: &[PathBuf]) -> Result<String> {
@@ -236,7 +321,7 @@ fn first_root(roots: &[PathBuf]) -> Result<String> {
         })
 }
 
-/// A mounted filesystem and its use.
+/// A mounted filesystem and its use, as `df` computes it.
 #[derive(Debug, Clone, Serialize)]
 pub struct FsUsage {
     /// Mount point.
@@ -245,9 +330,12 @@ pub struct FsUsage {
     pub file_system: String,
     /// Size.
     pub total_bytes: u64,
+    /// In use (`size - free`).
+    pub used_bytes: u64,
     /// Available to unprivileged users.
     pub available_bytes: u64,
-    /// `(total - available) / total`, percent.
+    /// `used / (used + available)`, percent: `df`'s `Use%` (reserved blocks do not count as
+    /// room).
     pub used_percent: f64,
 }
 
@@ -256,6 +344,31 @@ const PSEUDO_FS: &[&str] = &[
     "mqueue", "nsfs", "ramfs",
 ];
 
+/// `statvfs` figures of the filesystem holding `path`.
+fn usage_of(path: &Path, file_system: &str) -> Option<FsUsage> {
+    let st = rustix::fs::statvfs(path).ok()?;
+    let unit = st.f_frsize.max(1);
+    let total = st.f_blocks.saturating_mul(unit);
+    let used = st.f_blocks.saturating_sub(st.f_bfree).saturating_mul(unit);
+    let available = st.f_bavail.saturating_mul(unit);
+    if total == 0 {
+        return None;
+    }
+    let room = used + available;
+    Some(FsUsage {
+        mount_point: path.display().to_string(),
+        file_system: file_system.to_owned(),
+        total_bytes: total,
+        used_bytes: used,
+        available_bytes: available,
+        used_percent: if room == 0 {
+            0.0
+        } else {
+            round1(used as f64 * 100.0 / room as f64)
+        },
+    })
+}
+
 /// Mounted filesystems, de-duplicated by mount point.
 pub fn filesystems() -> Vec<FsUsage> {
     let Ok(disks) = sysinfo::Disks::new_with_refreshed_list() else {
@@ -263,21 +376,25 @@ pub fn filesystems() -> Vec<FsUsage> {
     };
     let mut out: Vec<FsUsage> = disks
         .iter()
-        .filter(|d| d.total_space() > 0)
-        .map(|d| {
-            let total = d.total_space();
-            let avail = d.available_space();
-            FsUsage {
-                mount_point: d.mount_point().display().to_string(),
-                file_system: d.file_system().to_string_lossy().into_owned(),
-                total_bytes: total,
-                available_bytes: avail,
-                used_percent: round1(total.saturating_sub(avail) as f64 * 100.0 / total as f64),
-            }
-        })
+        .filter_map(|d| usage_of(d.mount_point(), &d.file_system().to_string_lossy()))
         .collect();
+    // One entry per filesystem: bind mounts (a container's /etc/hosts) repeat their source's
+    // device; the shortest mount point stands for it.
+    out.sort_by(|a, b| {
+        a.mount_point
+            .len()
+            .cmp(&b.mount_point.len())
+            .then(a.mount_point.cmp(&b.mount_point))
+    });
+    let mut seen = std::collections::HashSet::new();
+    out.retain(|f| {
+        use std::os::unix::fs::MetadataExt;
+        match std::fs::metadata(&f.mount_point) {
+            Ok(m) => seen.insert(m.dev()),
+            Err(_) => seen.insert(u64::MAX - seen.len() as u64),
+        }
+    });
     out.sort_by(|a, b| a.mount_point.cmp(&b.mount_point));
-    out.dedup_by(|a, b| a.mount_point == b.mount_point);
     out
 }
 
@@ -536,12 +653,13 @@ fn general(eff: &Effective, plan: &plan::Plan) -> Result<Vec<Recommendation>> {
         ));
         recs.push(procs::memory(eff.top_n, &reasons)?);
     }
-    let load = procs::load_per_core();
-    if load.is_some_and(|l| l > 1.0) {
+    if let Some(load) = procs::load_per_core().filter(|l| *l > 1.0) {
+        let mut r = reasons.clone();
+        r.push(format!("the 1-minute load is {load:.2} per core"));
         recs.push(procs::cpu(
             eff.top_n,
             Duration::from_millis(eff.cfg.cpu_window_ms),
-            &reasons,
+            &r,
         )?);
     }
     let all = filesystems();
@@ -578,17 +696,11 @@ fn general(eff: &Effective, plan: &plan::Plan) -> Result<Vec<Recommendation>> {
                 let report = disk::scan(&scan_params(eff, &t))?;
                 recs.extend(disk_recs_from(eff, &report, Some(fs), &r));
             }
-            _ => recs.push(Recommendation {
-                kind: RecommendationType::Disk,
-                priority: disk_priority(fs.used_percent),
-                title: format!("Disk: {} is {:.1}% used ({} free)", fs.mount_point, fs.used_percent, human(fs.available_bytes)),
-                description: format!(
-                    "{why}. It was not scanned: it lies outside the allowed scan roots or the scan deadline passed."
-                ),
-                details: json!({"filesystem": fs, "why": r}),
-                actions: vec![format!("Find what fills it: `du -xh --max-depth=2 {} | sort -h | tail -20`.", fs.mount_point)],
-                incident_id: None,
-            }),
+            _ => recs.push(usage_only(
+                fs,
+                "it lies outside the allowed scan roots, or the scan deadline passed",
+                &r,
+            )),
         }
     }
     if recs.is_empty() {

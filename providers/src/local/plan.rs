@@ -14,6 +14,10 @@ pub struct Plan {
     pub kinds: Vec<AnalysisKind>,
     /// The folder a disk analysis should scan, when the request or the incident names one.
     pub disk_path: Option<String>,
+    /// Whether the request asked for the disk analysis or named `disk_path` (a path that cannot
+    /// be scanned is then an error); otherwise the path came from the incident, and one that
+    /// cannot be scanned here falls back to the first root.
+    pub path_requested: bool,
     /// Why, one line per signal (shown in the recommendation's details).
     pub reasons: Vec<String>,
 }
@@ -43,6 +47,7 @@ const PATH_LABELS: &[&str] = &["mountpoint", "mount_point", "mount", "path"];
 pub fn decide(input: &AnalysisInput, opts: &RequestOptions) -> Plan {
     let mut plan = Plan {
         disk_path: opts.path.clone(),
+        path_requested: opts.path.is_some(),
         ..Plan::default()
     };
     if let Some(kinds) = &opts.analyses {
@@ -58,6 +63,8 @@ pub fn decide(input: &AnalysisInput, opts: &RequestOptions) -> Plan {
                 .join(", ")
         ));
         plan.kinds = kinds;
+        // An explicit disk analysis must be able to scan: its errors are the caller's to see.
+        plan.path_requested = true;
         return plan;
     }
     let Some(incident) = &input.incident else {
