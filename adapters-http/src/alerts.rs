@@ -127,6 +127,10 @@ async fn receive(
                 ApiError::from(e)
             }
         })?;
+    // The runs were queued in the ingest transaction; now that it committed, start them.
+    if let Some(engine) = state.extension::<tocsin_core::engine::Engine>() {
+        tocsin_ingest::pipeline::dispatch(&engine, &outcome.run_ids).await?;
+    }
     let status = if outcome.alerts.is_empty() {
         StatusCode::OK
     } else {

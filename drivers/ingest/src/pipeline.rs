@@ -48,3 +48,34 @@ pub fn enqueue_hook(tocsin: Tocsin, definition: Option<String>) -> TxHook {
 pub fn hook_factory(tocsin: Tocsin, definition: Option<String>) -> HookFactory {
     HookFactory(Arc::new(move || enqueue_hook(tocsin.clone(), definition.clone())))
 }
+
+/// After the ingest transaction committed: announces its runs to the workers, or, in eager mode
+/// (`TOCSIN_TASKS_EAGER=1`), runs them here before returning.
+pub async fn dispatch(engine: &engine::Engine, run_ids: &[String]) -> tocsin_core::Result<()> {
+    if run_ids.is_empty() {
+        return Ok(());
+    }
+    if engine.tocsin().config().tasks_eager {
+        for id in run_ids {
+            engine.drive(id).await?;
+        }
+        return Ok(());
+    }
+    engine.announce(run_ids).await;
+    Ok(())
+}
+
+/// Ingests already-normalised alerts (check-and-alert, scheduled checks) through the same write
+/// path as a webhook, queueing their runs in the same transaction, then dispatches the runs.
+pub async fn ingest_alerts_and_run(
+    engine: &engine::Engine,
+    source: &str,
+    alerts: Vec<tocsin_core::plugin::NormalizedAlert>,
+    trace_id: Option<String>,
+) -> tocsin_core::Result<crate::service::IngestOutcome> {
+    let tocsin = engine.tocsin().clone();
+    let hook = enqueue_hook(tocsin.clone(), None);
+    let outcome = crate::service::ingest_alerts(&tocsin, source, alerts, trace_id, Some(hook)).await?;
+    dispatch(engine, &outcome.run_ids).await?;
+    Ok(outcome)
+}

@@ -455,7 +455,7 @@ async fn definitions(cmd: DefinitionsCommand, app: &App) -> anyhow::Result<ExitC
 async fn worker(args: WorkerArgs, app: &App) -> anyhow::Result<ExitCode> {
     let tocsin = app.tocsin().await?;
     let n = args.concurrency.unwrap_or(app.config.workers).max(1);
-    let engine = Engine::new(tocsin).with_lease_margin(Duration::from_secs(args.lease_margin));
+    let engine = crate::cli::serve::engine(app, tocsin).await?.with_lease_margin(Duration::from_secs(args.lease_margin));
     let (tx, rx) = tokio::sync::watch::channel(false);
     let handles = engine.spawn_workers(n, rx);
     tracing::info!(workers = n, worker = engine.worker_id(), "tocsin worker is taking runs from the queue.");

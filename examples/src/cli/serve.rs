@@ -1,9 +1,13 @@
-//! `tocsin serve`: the HTTP API, with a clean shutdown on SIGINT and SIGTERM.
+//! `tocsin serve`: the HTTP API, pipeline workers, the CPU sampler and scheduled checks, with a
+//! clean shutdown on SIGINT and SIGTERM.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
+use tocsin_core::Tocsin;
+use tocsin_core::engine::Engine;
 
 use crate::App;
 
@@ -13,6 +17,12 @@ pub struct ServeArgs {
     /// Listen address (overrides TOCSIN_BIND).
     #[arg(long, value_name = "ADDR")]
     pub bind: Option<SocketAddr>,
+    /// Pipeline workers in this process (overrides TOCSIN_WORKERS).
+    #[arg(long, value_name = "N")]
+    pub workers: Option<u32>,
+    /// Run no pipeline worker here (runs wait for `tocsin worker` processes).
+    #[arg(long)]
+    pub no_worker: bool,
 }
 
 /// Where to listen: without API keys, only loopback unless the operator allowed a public bind.
@@ -29,31 +39,82 @@ pub fn effective_bind(app: &App, requested: SocketAddr) -> (SocketAddr, Option<S
     (requested, None)
 }
 
+/// The pipeline engine of this process, with the Redis broker when `TOCSIN_BROKER_URL` is set.
+pub async fn engine(app: &App, tocsin: Tocsin) -> anyhow::Result<Engine> {
+    let engine = Engine::new(tocsin);
+    match &app.config.broker_url {
+        Some(url) => {
+            let broker = tocsin_core::engine::broker::Broker::connect(url)
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", e.message()))?;
+            tracing::info!("Run ids are also delivered over the Redis stream {}.", tocsin_core::engine::broker::STREAM);
+            Ok(engine.with_broker(broker))
+        }
+        None => Ok(engine),
+    }
+}
+
 /// Runs the server until SIGINT or SIGTERM.
 pub async fn run(args: ServeArgs, app: &App) -> anyhow::Result<ExitCode> {
     let tocsin = app.tocsin().await?;
+    let check_interval = tocsin_checkers::schedule::check_interval_from_env().map_err(|e| anyhow::anyhow!("{}", e.message()))?;
     let (bind, downgraded) = effective_bind(app, args.bind.unwrap_or(app.config.bind));
     if let Some(why) = downgraded {
         tracing::warn!("{why}");
     } else if app.config.api_keys.is_empty() {
         tracing::warn!(%bind, "No API keys are configured: the API is open to anyone who can reach {bind}.");
     }
-    let state = tocsin_http::AppState::new(tocsin.clone());
+    let engine = engine(app, tocsin.clone()).await?;
+    let state = tocsin_http::AppState::new(tocsin.clone())
+        .with_extension(engine.clone())
+        .with_extension(tocsin_ingest::pipeline::hook_factory(tocsin.clone(), None));
     let router = tocsin_http::router(state);
-    let listener = tokio::net::TcpListener::bind(bind)
-        .await
-        .with_context(|| format!("cannot listen on {bind}"))?;
+    let listener = tokio::net::TcpListener::bind(bind).await.with_context(|| format!("cannot listen on {bind}"))?;
     let local = listener.local_addr().unwrap_or(bind);
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let workers = if args.no_worker || app.config.tasks_eager {
+        Vec::new()
+    } else {
+        engine.spawn_workers(args.workers.unwrap_or(app.config.workers), stop_rx)
+    };
+    // The CPU checker answers from this rolling window at once instead of sampling.
+    let _sampler = match tocsin_checkers::sampler::start_sampler(Default::default()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(error = %e, "The CPU sampler did not start; CPU checks will sample on demand.");
+            None
+        }
+    };
+    let _checks = check_interval.map(|every| {
+        let engine = engine.clone();
+        tocsin_checkers::spawn_scheduled_checks(
+            tocsin.clone(),
+            tocsin_checkers::schedule::ScheduleConfig::every(every),
+            move |_t, alerts, trace| {
+                let engine = engine.clone();
+                async move {
+                    tocsin_ingest::pipeline::ingest_alerts_and_run(&engine, tocsin_checkers::ALERT_SOURCE, alerts, Some(trace))
+                        .await
+                        .map(|_| ())
+                }
+            },
+        )
+    });
     tracing::info!(
         addr = %local,
         database = %tocsin_core::config::redact_url(&app.config.database_url),
+        workers = workers.len(),
+        scheduled_checks_s = check_interval.map(|d| d.as_secs()),
         version = tocsin_core::VERSION,
         "tocsin is serving on http://{local}/"
     );
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("server failed")?;
+    axum::serve(listener, router).with_graceful_shutdown(shutdown_signal()).await.context("server failed")?;
+    let _ = stop_tx.send(true);
+    for w in workers {
+        // A worker finishes the node it is running; a slow one is left to its lease.
+        let _ = tokio::time::timeout(Duration::from_secs(10), w).await;
+    }
     tracing::info!("tocsin stopped cleanly.");
     Ok(ExitCode::SUCCESS)
 }
