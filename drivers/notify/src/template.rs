@@ -185,6 +185,15 @@ impl Templates {
         env.set_recursion_limit(RECURSION_LIMIT);
         env.set_undefined_behavior(UndefinedBehavior::Chainable);
         env.set_auto_escape_callback(auto_escape_for);
+        // What the HTML part includes is HTML-escaped too: the "html:" mark of the including
+        // template is carried over to the included one (the loader strips it).
+        env.set_path_join_callback(|name, parent| {
+            if parent.starts_with("html:") && !name.starts_with("html:") {
+                format!("html:{name}").into()
+            } else {
+                name.to_owned().into()
+            }
+        });
         let dir = templates_dir.map(Path::to_path_buf);
         env.set_loader(move |name: &str| {
             let file = name.strip_prefix("html:").unwrap_or(name);
@@ -506,8 +515,16 @@ mod tests {
         let t = Templates::new(DEFAULTS, &o, Some(dir.path())).unwrap();
         assert_eq!(
             t.render("html", &ctx("<i>")).unwrap(),
-            "<p>&lt;i&gt;</p>T=<i>"
+            "<p>&lt;i&gt;</p>T=&lt;i&gt;"
         );
+        // The same file included from a text part stays unescaped.
+        let mut o = TemplateOverrides::new();
+        o.insert(
+            "text".into(),
+            TemplateSpec::Inline("{% include \"mail/part.txt\" %}".into()),
+        );
+        let t = Templates::new(DEFAULTS, &o, Some(dir.path())).unwrap();
+        assert_eq!(t.render("text", &ctx("<i>")).unwrap(), "T=<i>");
     }
 
     #[test]
