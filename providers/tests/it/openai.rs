@@ -22,7 +22,10 @@ fn provider(server: &FakeOpenAi, timeout: f64) -> OpenAiProvider {
 }
 
 pub fn incident_input(options: serde_json::Value) -> AnalysisInput {
-    let now = Utc::now();
+    // Fixed, so the request body can be snapshotted.
+    let now = chrono::DateTime::parse_from_rfc3339("2026-11-27T09:30:00Z")
+        .unwrap()
+        .with_timezone(&Utc);
     let incident = Incident {
         id: 41,
         title: "HighMemoryUsage on web-1".into(),
@@ -141,6 +144,9 @@ async fn the_request_is_exactly_a_json_mode_chat_completion_and_a_valid_answer_p
         "secret-named labels stay out of the prompt"
     );
     assert!(user.contains("JSON"));
+
+    // The exact bytes sent, for review when the prompt changes.
+    insta::assert_json_snapshot!("openai_request_body", body);
 
     assert_eq!(out.recommendations.len(), 2);
     assert_eq!(out.recommendations[0].kind, RecommendationType::Memory);
