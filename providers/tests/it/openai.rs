@@ -213,6 +213,21 @@ async fn fenced_json_and_a_single_object_parse_with_documented_defaults() {
 }
 
 #[tokio::test]
+async fn an_answer_cut_at_max_tokens_says_so() {
+    let mut body = crate::helpers::fixture("chat-completion.json");
+    body["choices"][0]["message"]["content"] =
+        json!(r#"{"recommendations": [{"type": "memory", "title": "Rest"#);
+    body["choices"][0]["finish_reason"] = json!("length");
+    let server = FakeOpenAi::start(Reply::Raw(200, vec![], body.to_string())).await;
+    let err = provider(&server, 5.0)
+        .analyze(&incident_input(json!({})))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Upstream);
+    assert!(err.message().contains("raise max_tokens"), "{err}");
+}
+
+#[tokio::test]
 async fn garbage_is_a_temporary_upstream_error_not_a_fake_recommendation() {
     let server = FakeOpenAi::start(Reply::completion(
         "I am not sure what to tell you, maybe reboot?",
