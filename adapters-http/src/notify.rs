@@ -4,7 +4,8 @@
 //!   "status", "channel", "driver", "tags", "context", "config", "dedup_key", "idempotency_key"}`
 //!   ([`tocsin_notify::SendRequest`]). 200 `{"status": "sent"|"skipped", "notified", "results",
 //!   "deliveries"}`; invalid body or config 400 naming the field; unknown driver 404; delivery
-//!   failure 502 (timeout 504) with the provider's answer in the message.
+//!   failure 502 (timeout 504) with the provider's answer in the message. Deliveries are retried
+//!   with [`RetryPolicy::interactive`]: the caller is waiting.
 //! - `GET /notify/send/` and `GET /notify/send/{driver}/`: readiness and the available drivers.
 //! - `POST /notify/batch/`: `{"notifications": [...]}`, sent concurrently with a bound; always 200
 //!   with per-item results unless the batch itself is invalid (400).
@@ -65,7 +66,7 @@ async fn do_send(
         &request,
         driver,
         trace_id,
-        RetryPolicy::default(),
+        RetryPolicy::interactive(),
     )
     .await?;
     Ok(sent(outcome))
@@ -119,7 +120,7 @@ async fn batch(
         &state.tocsin,
         &items,
         &trace(trace_id),
-        RetryPolicy::default(),
+        RetryPolicy::interactive(),
     )
     .await?;
     Ok(Json(json!(outcome)))

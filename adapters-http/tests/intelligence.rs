@@ -1,5 +1,6 @@
 //! The `/intelligence/` endpoints: status codes, bodies, the roots guard, the fallback path and
 //! the `AnalysisRun` records (SQLite, and PostgreSQL when `TOCSIN_TEST_POSTGRES_URL` is set).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test fixtures fail loudly
 
 use std::io::Write;
 use std::net::SocketAddr;

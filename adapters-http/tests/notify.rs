@@ -274,6 +274,51 @@ async fn sends_to_a_stored_channel_and_reports_the_provider_answer() {
         .await;
         assert_eq!(status, StatusCode::NOT_FOUND);
 
+        // A temporary failure is retried (interactive policy: 3 attempts), each attempt recorded.
+        let down = receiver(503, "down", Duration::ZERO).await;
+        tocsin_notify::create_channel(
+            &tocsin,
+            "down",
+            "slack",
+            &json!({"webhook_url": down.url}),
+            "",
+        )
+        .await
+        .unwrap();
+        let (status, resp) = call(
+            &app,
+            post("/notify/send/", json!({"title": "t", "channel": "down"})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_GATEWAY, "{resp}");
+        assert!(
+            resp["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("HTTP 503"),
+            "{resp}"
+        );
+        assert_eq!(down.bodies.lock().unwrap().len(), 3);
+        let records = tocsin
+            .store()
+            .run(|c| tocsin_core::store::list_deliveries(c, None, 100))
+            .await
+            .unwrap();
+        let mut attempts: Vec<(i32, String)> = records
+            .iter()
+            .filter(|d| d.channel_name.as_deref() == Some("down"))
+            .map(|d| (d.attempt, d.status.to_string()))
+            .collect();
+        attempts.sort();
+        assert_eq!(
+            attempts,
+            vec![
+                (1, "retrying".to_owned()),
+                (2, "retrying".to_owned()),
+                (3, "failed".to_owned())
+            ]
+        );
+
         // An ad-hoc driver with no destination works from a body.
         let (status, resp) = call(
             &app,

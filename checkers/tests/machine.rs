@@ -172,10 +172,18 @@ impl Sleeper {
             .into_iter()
             .find(|p| std::path::Path::new(p).exists())
             .unwrap();
-        std::fs::copy(sleep, &exe).unwrap();
+        // A symlink (not a copy) so a noexec temporary folder does not matter: the kernel names
+        // the process after the link, and argv[0] is the link.
+        std::os::unix::fs::symlink(sleep, &exe).unwrap();
         let child = Command::new(&exe).arg("30").spawn().unwrap();
-        // Until exec completes, /proc shows the test binary's name.
-        std::thread::sleep(Duration::from_millis(100));
+        // Until exec completes, /proc shows the test binary's name: wait for the new one.
+        let comm = format!("/proc/{}/comm", child.id());
+        for _ in 0..500 {
+            if std::fs::read_to_string(&comm).is_ok_and(|c| c.starts_with("tocsin-probe")) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
         Self {
             child,
             name,

@@ -582,3 +582,23 @@ fn check_health_still_runs_when_the_database_is_down() {
     assert_eq!(code, 0);
     assert!(err.contains("not recorded"), "{err}");
 }
+
+#[test]
+fn the_table_is_coloured_on_a_terminal() {
+    // util-linux `script` gives the command a pseudo-terminal; without it there is nothing to test.
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("no `script` here: skipping the terminal test");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let line = format!("{} check-health memory", env!("CARGO_BIN_EXE_tocsin"));
+    let mut c = Command::new("script");
+    c.args(["-qec", &line, "/dev/null"])
+        .env("TOCSIN_DATABASE_URL", sqlite_url(&dir))
+        .env("RUST_LOG", "warn")
+        .env_remove("NO_COLOR");
+    let (_, out, _) = run(&mut c);
+    assert!(out.contains("\x1b["), "colour codes on a terminal: {out:?}");
+    let (_, out, _) = run(c.env("NO_COLOR", "1"));
+    assert!(!out.contains("\x1b["), "NO_COLOR turns them off: {out:?}");
+}

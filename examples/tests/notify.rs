@@ -401,6 +401,18 @@ async fn channels_commands_manage_channels_and_test_notify_uses_them() {
     );
     assert_eq!(got.lock().unwrap().len(), 1);
 
+    // --channel names it too; flags override the stored config for this one send.
+    let (other, got_other) = http_server(200, "ok").await;
+    let mut c = tocsin(dir.path());
+    c.args(["test-notify", "--channel", "ops", "--title", "Overridden"])
+        .args(["--webhook-url", &format!("{other}/elsewhere")]);
+    let o = run(c).await;
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(got.lock().unwrap().len(), 1, "not sent to the stored URL");
+    let r = got_other.lock().unwrap().pop().unwrap();
+    assert_eq!(r.path, "/elsewhere");
+    assert!(r.body["text"].as_str().unwrap().contains("Overridden"));
+
     let mut c = tocsin(dir.path());
     c.args(["channels", "disable", "ops"]);
     assert!(run(c).await.status.success());

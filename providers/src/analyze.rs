@@ -237,7 +237,11 @@ pub async fn analyze_with(
             })
         }
         Err((err, config)) => {
-            tracing::warn!(provider = %requested, trace_id = %trace_id, error = %err, "Analysis provider failed.");
+            if err.kind() == ErrorKind::InvalidInput {
+                tracing::info!(provider = %requested, trace_id = %trace_id, error = %err, "Analysis refused its input.");
+            } else {
+                tracing::warn!(provider = %requested, trace_id = %trace_id, error = %err, "Analysis provider failed.");
+            }
             let failed = ctx
                 .record(&requested, config, Err(&err), &[], false, None, started)
                 .await?;

@@ -12,6 +12,13 @@
 //! - [`request`]: sends described by request bodies (`/notify/send/`, `/notify/batch/`).
 //! - The `notify` pipeline stage ([`stage`]).
 //!
+//! # Secrets
+//! Secret config values (`password`, `webhook_url`, `routing_key`, `hmac_secret`, webhook
+//! `headers`) are [`tocsin_core::Secret`]s inside the drivers: never in a log line, an error or a
+//! delivery record; [`redacted_channel`] hides them when a channel is shown. A stored channel can
+//! keep them out of the database altogether with `${env:NAME}` values, resolved when the driver
+//! is built (`{"webhook_url": "${env:SLACK_WEBHOOK_URL}"}`); request bodies may not use them.
+//!
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 //! use tocsin_core::{Config, Tocsin, plugin::{Notification, Plugins}, store::Store};

@@ -35,6 +35,17 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// For a caller who waits on the answer (an HTTP request, the command line): 3 attempts,
+    /// short backoff, and a `Retry-After` of more than 10 s ends the retries.
+    pub fn interactive() -> Self {
+        Self {
+            max_attempts: 3,
+            base_delay: Duration::from_millis(250),
+            max_delay: Duration::from_secs(2),
+            max_retry_after: Duration::from_secs(10),
+        }
+    }
+
     /// Sends once, never retries.
     pub fn none() -> Self {
         Self {

@@ -20,8 +20,9 @@
 //! - Rendering is bounded: [`FUEL`] instructions, a recursion limit and [`MAX_OUTPUT`] bytes of
 //!   output, so `{% for a in range(99999) %}{% for b in range(99999) %}...` fails instead of
 //!   spinning.
-//! - Parts named `html` (and files ending in `.html`/`.htm`) are HTML auto-escaped; `.json` files
-//!   are JSON-escaped.
+//! - Parts named `html` (and files ending in `.html`/`.htm`) are HTML auto-escaped, and so is
+//!   what they include; the body of a JSON webhook (and `.json` files) is JSON-escaped: a value
+//!   renders as a JSON literal.
 //!
 //! A render failure is an [`ErrorKind::Template`] error naming the template and line.
 //!
@@ -100,12 +101,18 @@ impl std::fmt::Debug for Templates {
 
 const FILE_PREFIX: &str = "file:";
 
-/// Whether a template name is HTML-escaped: the `html` part, or a file ending in `.html`/`.htm`.
+/// The mark of a template rendered HTML-escaped (the `html` part and what it includes).
+const HTML_MARK: &str = "html:";
+/// The mark of a template rendered JSON-escaped (a JSON webhook body and what it includes).
+const JSON_MARK: &str = "json:";
+
+/// How a template is escaped: by its mark, else by its file extension (`.html`/`.htm` HTML,
+/// `.json` JSON).
 fn auto_escape_for(name: &str) -> AutoEscape {
     let base = name.trim_end_matches(".j2").trim_end_matches(".jinja");
-    if name.starts_with("html:") || base.ends_with(".html") || base.ends_with(".htm") {
+    if name.starts_with(HTML_MARK) || base.ends_with(".html") || base.ends_with(".htm") {
         AutoEscape::Html
-    } else if base.ends_with(".json") {
+    } else if name.starts_with(JSON_MARK) || base.ends_with(".json") {
         AutoEscape::Json
     } else {
         AutoEscape::None
@@ -180,23 +187,54 @@ impl Templates {
         overrides: &TemplateOverrides,
         templates_dir: Option<&Path>,
     ) -> Result<Self> {
+        Self::with_json_parts(defaults, overrides, templates_dir, &[])
+    }
+
+    /// Like [`Templates::new`], with the parts in `json_parts` JSON-escaped: `{{ title }}`
+    /// renders as a JSON string literal (quotes included), so `{"title": {{ title }}}` is valid
+    /// JSON whatever the title holds.
+    pub fn with_json_parts(
+        defaults: &[(&'static str, &'static str)],
+        overrides: &TemplateOverrides,
+        templates_dir: Option<&Path>,
+        json_parts: &[&str],
+    ) -> Result<Self> {
+        let mark = |part: &str| {
+            if part == "html" {
+                HTML_MARK
+            } else if json_parts.contains(&part) {
+                JSON_MARK
+            } else {
+                ""
+            }
+        };
         let mut env = Environment::new();
         env.set_fuel(Some(FUEL));
         env.set_recursion_limit(RECURSION_LIMIT);
         env.set_undefined_behavior(UndefinedBehavior::Chainable);
         env.set_auto_escape_callback(auto_escape_for);
+        // What the HTML part (or a JSON part) includes is escaped the same way: the mark of the
+        // including template is carried over to the included one (the loader strips it).
+        env.set_path_join_callback(|name, parent| {
+            for mark in [HTML_MARK, JSON_MARK] {
+                if parent.starts_with(mark) && !name.starts_with(mark) {
+                    return format!("{mark}{name}").into();
+                }
+            }
+            name.to_owned().into()
+        });
         let dir = templates_dir.map(Path::to_path_buf);
         env.set_loader(move |name: &str| {
-            let file = name.strip_prefix("html:").unwrap_or(name);
+            let file = name
+                .strip_prefix(HTML_MARK)
+                .or_else(|| name.strip_prefix(JSON_MARK))
+                .unwrap_or(name);
             let file = file.strip_prefix(FILE_PREFIX).unwrap_or(file);
             load_file(dir.as_deref(), file)
         });
         let mut parts = BTreeMap::new();
         for (part, source) in defaults {
-            let name = format!(
-                "{}default:{part}",
-                if *part == "html" { "html:" } else { "" }
-            );
+            let name = format!("{}default:{part}", mark(part));
             env.add_template_owned(name.clone(), (*source).to_owned())
                 .map_err(|e| {
                     Error::internal(format!("built-in template {part}: {}", describe(&e)))
@@ -211,7 +249,7 @@ impl Templates {
                     known.join(", ")
                 )));
             }
-            let html = if part == "html" { "html:" } else { "" };
+            let html = mark(part);
             let name = match spec {
                 TemplateSpec::Inline(source) => {
                     let name = format!("{html}channel:{part}");
@@ -506,8 +544,30 @@ mod tests {
         let t = Templates::new(DEFAULTS, &o, Some(dir.path())).unwrap();
         assert_eq!(
             t.render("html", &ctx("<i>")).unwrap(),
-            "<p>&lt;i&gt;</p>T=<i>"
+            "<p>&lt;i&gt;</p>T=&lt;i&gt;"
         );
+        // The same file included from a text part stays unescaped.
+        let mut o = TemplateOverrides::new();
+        o.insert(
+            "text".into(),
+            TemplateSpec::Inline("{% include \"mail/part.txt\" %}".into()),
+        );
+        let t = Templates::new(DEFAULTS, &o, Some(dir.path())).unwrap();
+        assert_eq!(t.render("text", &ctx("<i>")).unwrap(), "T=<i>");
+    }
+
+    #[test]
+    fn json_parts_render_values_as_json_literals() {
+        let mut o = TemplateOverrides::new();
+        o.insert(
+            "text".into(),
+            TemplateSpec::Inline(r#"{"title": {{ title }}, "n": {{ alerts|length }}}"#.into()),
+        );
+        let t = Templates::with_json_parts(DEFAULTS, &o, None, &["text"]).unwrap();
+        let out = t.render("text", &ctx("He said \"hi\"\n<b>")).unwrap();
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["title"], "He said \"hi\"\n<b>");
+        assert_eq!(v["n"], 0);
     }
 
     #[test]

@@ -16,7 +16,8 @@
 //! ```
 //! (the records are those of the template context, see [`crate::template`]). A `body` template
 //! sees the template context plus `document`, this default body as a value
-//! (`{{ document|tojson }}`).
+//! (`{{ document|tojson }}`). With a JSON content type the body template is JSON-escaped
+//! (`{"text": {{ title }}}`, not `"{{ title }}"`) and its output must parse as JSON.
 //!
 //! # Headers and signature
 //! Every request carries `Idempotency-Key` (same across retries) and `X-Tocsin-Timestamp` (Unix
@@ -88,6 +89,7 @@ pub struct WebhookDriver {
     secret: Option<Secret>,
     signature_header: HeaderName,
     custom_body: bool,
+    json_body: bool,
     client: reqwest::Client,
     templates: Templates,
 }
@@ -165,8 +167,14 @@ impl WebhookDriver {
         let overrides = overrides_from(config)?;
         let custom_body = overrides.contains_key("body");
         let timeout = crate::timeout_secs(c.timeout_secs)?;
-        let templates =
-            Templates::new(DEFAULT_TEMPLATES, &overrides, ctx.templates_dir.as_deref())?;
+        // A JSON body template is JSON-escaped, so values can never break the document.
+        let json_body = content_type.to_ascii_lowercase().contains("json");
+        let templates = Templates::with_json_parts(
+            DEFAULT_TEMPLATES,
+            &overrides,
+            ctx.templates_dir.as_deref(),
+            if json_body { &["body"] } else { &[] },
+        )?;
         Ok(Self {
             url,
             method,
@@ -175,6 +183,7 @@ impl WebhookDriver {
             secret: c.hmac_secret,
             signature_header,
             custom_body,
+            json_body,
             client: crate::http::client(timeout)?,
             templates,
         })
@@ -217,7 +226,20 @@ impl WebhookDriver {
         }
         let mut ctx = TemplateContext::build(n);
         ctx["document"] = doc;
-        Ok(self.templates.render("body", &ctx)?.into_bytes())
+        let body = self.templates.render("body", &ctx)?;
+        if self.json_body
+            && let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&body)
+        {
+            return Err(Error::new(
+                tocsin_core::ErrorKind::Template,
+                format!(
+                    "template \"body\" did not render valid JSON (line {}, column {}): {e}",
+                    e.line(),
+                    e.column()
+                ),
+            ));
+        }
+        Ok(body.into_bytes())
     }
 }
 

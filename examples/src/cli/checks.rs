@@ -886,6 +886,23 @@ pub struct Background {
 #[allow(dead_code)] // Until `cli::serve` calls it.
 pub fn start_background(tocsin: &Tocsin) -> anyhow::Result<Background> {
     let interval = tocsin_checkers::schedule::check_interval_from_env().map_err(lib_err)?;
+    if let Some(every) = interval {
+        tracing::info!(
+            interval_s = every.as_secs_f64(),
+            "Health checks will run on a schedule (TOCSIN_CHECK_INTERVAL)."
+        );
+    }
+    Ok(start_background_with(
+        tocsin,
+        interval.map(tocsin_checkers::ScheduleConfig::every),
+    ))
+}
+
+/// [`start_background`] with the schedule given.
+fn start_background_with(
+    tocsin: &Tocsin,
+    schedule: Option<tocsin_checkers::ScheduleConfig>,
+) -> Background {
     let sampler = match tocsin_checkers::start_sampler(tocsin_checkers::SamplerConfig::default()) {
         Ok(s) => Some(s),
         Err(e) => {
@@ -893,14 +910,11 @@ pub fn start_background(tocsin: &Tocsin) -> anyhow::Result<Background> {
             None
         }
     };
-    let scheduled = interval.map(|every| {
-        tracing::info!(
-            interval_s = every.as_secs_f64(),
-            "Health checks will run on a schedule (TOCSIN_CHECK_INTERVAL)."
-        );
+    let scheduled = schedule.map(|config| {
+        // Each round's alerts go through the INGEST write path, like `check-and-alert`.
         tocsin_checkers::spawn_scheduled_checks(
             tocsin.clone(),
-            tocsin_checkers::ScheduleConfig::every(every),
+            config,
             |t, alerts, trace| async move {
                 tocsin_ingest::service::ingest_alerts(
                     &t,
@@ -914,7 +928,7 @@ pub fn start_background(tocsin: &Tocsin) -> anyhow::Result<Background> {
             },
         )
     });
-    Ok(Background { sampler, scheduled })
+    Background { sampler, scheduled }
 }
 
 #[cfg(test)]
@@ -980,5 +994,51 @@ mod tests {
                 ("e".to_owned(), "-".to_owned())
             ]
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn scheduled_rounds_store_alerts_through_ingest() {
+        for db in tocsin_core::store::testing::all().await {
+            let t = Tocsin::new(
+                db.store.clone(),
+                Plugins::from_inventory(),
+                Config::default(),
+            );
+            let mut config =
+                tocsin_checkers::ScheduleConfig::every(std::time::Duration::from_millis(100));
+            config.request = CheckRequest::new(
+                &["disk".to_owned()],
+                &json!({"disk": {"warning_threshold": 0, "critical_threshold": 0}}),
+            );
+            config.hostname = Some("bg-host".into());
+            let bg = start_background_with(&t, Some(config));
+            assert!(bg.sampler.is_some());
+            let fp = check_alerts::fingerprint("disk", "bg-host");
+            let mut found = None;
+            for _ in 0..100 {
+                let fp = fp.clone();
+                found = db
+                    .store
+                    .run(move |c| {
+                        tocsin_core::store::find_alert(c, check_alerts::ALERT_SOURCE, &fp)
+                    })
+                    .await
+                    .unwrap();
+                if found.is_some() {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            drop(bg);
+            let alert =
+                found.unwrap_or_else(|| panic!("{}: no alert from the scheduled round", db.label));
+            assert_eq!(alert.status, tocsin_core::domain::AlertStatus::Firing);
+            assert_eq!(alert.severity.as_str(), "critical");
+            assert!(
+                alert.incident_id.is_some(),
+                "{}: through the full write path",
+                db.label
+            );
+        }
     }
 }

@@ -478,7 +478,7 @@ async fn test_notify(a: TestNotifyArgs, app: &App) -> anyhow::Result<ExitCode> {
     let policy = if a.no_retry {
         RetryPolicy::none()
     } else {
-        RetryPolicy::default()
+        RetryPolicy::interactive()
     };
     let target = match (&a.target, &a.channel) {
         (Some(t), Some(c)) if t != c => {

@@ -184,15 +184,22 @@ impl OpenAiProvider {
     pub fn request_body(&self, input: &AnalysisInput) -> Value {
         let opts: RequestOptions =
             serde_json::from_value(input.options.clone()).unwrap_or_default();
+        let model = opts.model.clone().unwrap_or_else(|| self.cfg.model.clone());
+        let max_tokens = opts.max_tokens.unwrap_or(self.cfg.max_tokens);
         let mut body = json!({
-            "model": opts.model.clone().unwrap_or_else(|| self.cfg.model.clone()),
+            "model": model,
             "messages": [
                 {"role": "system", "content": SYSTEM_PROMPT},
                 {"role": "user", "content": user_prompt(input)},
             ],
-            "max_tokens": opts.max_tokens.unwrap_or(self.cfg.max_tokens),
-            "temperature": opts.temperature.unwrap_or(self.cfg.temperature),
         });
+        if is_reasoning_model(&model) {
+            // OpenAI's reasoning models refuse `max_tokens` and any temperature but the default.
+            body["max_completion_tokens"] = json!(max_tokens);
+        } else {
+            body["max_tokens"] = json!(max_tokens);
+            body["temperature"] = json!(opts.temperature.unwrap_or(self.cfg.temperature));
+        }
         if self.cfg.json_mode {
             body["response_format"] = json!({"type": "json_object"});
         }
@@ -231,6 +238,20 @@ impl OpenAiProvider {
             )
         }
     }
+}
+
+/// OpenAI's reasoning models (`o1`, `o3-mini`, `o4-mini`, `gpt-5`...), which take
+/// `max_completion_tokens` instead of `max_tokens` and no `temperature`
+/// (<https://platform.openai.com/docs/guides/reasoning>).
+pub fn is_reasoning_model(model: &str) -> bool {
+    let m = model
+        .rsplit('/')
+        .next()
+        .unwrap_or(model)
+        .to_ascii_lowercase();
+    let mut chars = m.chars();
+    (chars.next() == Some('o') && chars.next().is_some_and(|c| c.is_ascii_digit()))
+        || m.starts_with("gpt-5")
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
@@ -530,6 +551,35 @@ mod tests {
             );
         }
         assert!(OpenAiConfig::from_value(&json!({"basee_url": "x"})).is_err());
+    }
+
+    #[test]
+    fn reasoning_models_get_max_completion_tokens_and_no_temperature() {
+        assert!(
+            is_reasoning_model("o3-mini")
+                && is_reasoning_model("o1")
+                && is_reasoning_model("gpt-5-mini")
+        );
+        assert!(is_reasoning_model("openai/o4-mini"));
+        assert!(
+            !is_reasoning_model("gpt-4o-mini")
+                && !is_reasoning_model("llama3.1")
+                && !is_reasoning_model("ollama")
+        );
+        let p = OpenAiProvider::with_env(
+            OpenAiConfig::from_value(&json!({"base_url": "http://127.0.0.1:1/v1"})).unwrap(),
+            env(&[]),
+        )
+        .unwrap();
+        let input = AnalysisInput {
+            incident: None,
+            alerts: vec![],
+            checks: vec![],
+            options: json!({"model": "o3-mini"}),
+        };
+        let body = p.request_body(&input);
+        assert_eq!(body["max_completion_tokens"], 1024);
+        assert!(body.get("max_tokens").is_none() && body.get("temperature").is_none());
     }
 
     #[test]

@@ -12,6 +12,14 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
+/// A JSON fixture from `fixtures/openai/`.
+pub fn fixture(name: &str) -> Value {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/openai")
+        .join(name);
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
 /// A helper child process (this test binary re-run in helper mode); killed on drop.
 pub struct Helper {
     pub child: Child,
@@ -117,22 +125,22 @@ pub enum Reply {
 }
 
 impl Reply {
-    /// A 200 chat completion whose message content is `content`.
+    /// A 200 chat completion (the documented response object,
+    /// `fixtures/openai/chat-completion.json`) whose message content is `content`.
     pub fn completion(content: &str) -> Reply {
-        let body = serde_json::json!({
-            "id": "chatcmpl-123",
-            "object": "chat.completion",
-            "created": 1_700_000_000,
-            "model": "gpt-4o-mini-2024-07-18",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": content, "refusal": null},
-                         "logprobs": null, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 412, "completion_tokens": 96, "total_tokens": 508}
-        });
+        let mut body = fixture("chat-completion.json");
+        body["choices"][0]["message"]["content"] = Value::String(content.to_owned());
         Reply::Raw(
             200,
             vec![("content-type", "application/json".into())],
             body.to_string(),
         )
+    }
+
+    /// `status` with a fixture body and extra headers.
+    pub fn fixture(status: u16, name: &str, mut headers: Vec<(&'static str, String)>) -> Reply {
+        headers.push(("content-type", "application/json".into()));
+        Reply::Raw(status, headers, fixture(name).to_string())
     }
 }
 

@@ -22,7 +22,10 @@ fn provider(server: &FakeOpenAi, timeout: f64) -> OpenAiProvider {
 }
 
 pub fn incident_input(options: serde_json::Value) -> AnalysisInput {
-    let now = Utc::now();
+    // Fixed, so the request body can be snapshotted.
+    let now = chrono::DateTime::parse_from_rfc3339("2026-11-27T09:30:00Z")
+        .unwrap()
+        .with_timezone(&Utc);
     let incident = Incident {
         id: 41,
         title: "HighMemoryUsage on web-1".into(),
@@ -142,6 +145,9 @@ async fn the_request_is_exactly_a_json_mode_chat_completion_and_a_valid_answer_p
     );
     assert!(user.contains("JSON"));
 
+    // The exact bytes sent, for review when the prompt changes.
+    insta::assert_json_snapshot!("openai_request_body", body);
+
     assert_eq!(out.recommendations.len(), 2);
     assert_eq!(out.recommendations[0].kind, RecommendationType::Memory);
     assert_eq!(out.recommendations[0].priority, Priority::Critical);
@@ -207,6 +213,21 @@ async fn fenced_json_and_a_single_object_parse_with_documented_defaults() {
 }
 
 #[tokio::test]
+async fn an_answer_cut_at_max_tokens_says_so() {
+    let mut body = crate::helpers::fixture("chat-completion.json");
+    body["choices"][0]["message"]["content"] =
+        json!(r#"{"recommendations": [{"type": "memory", "title": "Rest"#);
+    body["choices"][0]["finish_reason"] = json!("length");
+    let server = FakeOpenAi::start(Reply::Raw(200, vec![], body.to_string())).await;
+    let err = provider(&server, 5.0)
+        .analyze(&incident_input(json!({})))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Upstream);
+    assert!(err.message().contains("raise max_tokens"), "{err}");
+}
+
+#[tokio::test]
 async fn garbage_is_a_temporary_upstream_error_not_a_fake_recommendation() {
     let server = FakeOpenAi::start(Reply::completion(
         "I am not sure what to tell you, maybe reboot?",
@@ -263,13 +284,12 @@ async fn http_401_is_permanent_and_never_echoes_the_key() {
 
 #[tokio::test]
 async fn http_429_is_temporary_with_the_servers_retry_after() {
-    let body = json!({"error": {"message": "Rate limit reached for gpt-4o-mini", "type": "requests", "code": "rate_limit_exceeded"}});
-    let server = FakeOpenAi::start(Reply::Raw(
+    let reply = Reply::fixture(
         429,
+        "error-rate-limit.json",
         vec![("retry-after", "12".into())],
-        body.to_string(),
-    ))
-    .await;
+    );
+    let server = FakeOpenAi::start(reply).await;
     let err = provider(&server, 5.0)
         .analyze(&incident_input(json!({})))
         .await
@@ -277,21 +297,24 @@ async fn http_429_is_temporary_with_the_servers_retry_after() {
     assert_eq!(err.kind(), ErrorKind::Upstream);
     assert_eq!(err.retry(), Retry::Temporary);
     assert_eq!(err.retry_after(), Some(Duration::from_secs(12)));
-    assert!(err.message().contains("rate limiting"), "{err}");
+    assert!(
+        err.message().contains("rate limiting") && err.message().contains("Rate limit reached"),
+        "{err}"
+    );
 
     // Out of credit is not going to improve by retrying.
-    let body = json!({"error": {"message": "You exceeded your current quota", "type": "insufficient_quota", "code": "insufficient_quota"}});
-    server.set(Reply::Raw(429, vec![], body.to_string()));
+    server.set(Reply::fixture(429, "error-insufficient-quota.json", vec![]));
     let err = provider(&server, 5.0)
         .analyze(&incident_input(json!({})))
         .await
         .unwrap_err();
     assert_eq!(err.retry(), Retry::Permanent);
+    assert!(err.message().contains("quota"), "{err}");
 }
 
 #[tokio::test]
 async fn http_500_is_temporary() {
-    let server = FakeOpenAi::start(Reply::Raw(500, vec![], "upstream exploded".into())).await;
+    let server = FakeOpenAi::start(Reply::fixture(500, "error-server.json", vec![])).await;
     let err = provider(&server, 5.0)
         .analyze(&incident_input(json!({})))
         .await
@@ -301,7 +324,54 @@ async fn http_500_is_temporary() {
         (ErrorKind::Upstream, Retry::Temporary)
     );
     assert!(
-        err.message().contains("HTTP 500") && err.message().contains("upstream exploded"),
+        err.message().contains("HTTP 500") && err.message().contains("The server had an error"),
+        "{err}"
+    );
+
+    // A proxy in front may answer with plain text.
+    server.set(Reply::Raw(502, vec![], "upstream exploded".into()));
+    let err = provider(&server, 5.0)
+        .analyze(&incident_input(json!({})))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.kind(), err.retry()),
+        (ErrorKind::Upstream, Retry::Temporary)
+    );
+    assert!(
+        err.message().contains("HTTP 502") && err.message().contains("upstream exploded"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn an_ollama_answer_parses_like_openais() {
+    let server =
+        FakeOpenAi::start(Reply::fixture(200, "ollama-chat-completion.json", vec![])).await;
+    let out = provider(&server, 5.0)
+        .analyze(&incident_input(json!({"model": "llama3.1"})))
+        .await
+        .unwrap();
+    assert_eq!(server.seen()[0].body["model"], "llama3.1");
+    assert_eq!(out.model.as_deref(), Some("llama3.1"));
+    assert_eq!(out.recommendations[0].title, "Restart the leaking worker");
+    assert_eq!(out.recommendations[0].priority, Priority::High);
+    assert_eq!(out.usage.unwrap().total_tokens, 449);
+}
+
+#[tokio::test]
+async fn the_documented_401_body_is_an_unauthorized_error() {
+    let server = FakeOpenAi::start(Reply::fixture(401, "error-invalid-api-key.json", vec![])).await;
+    let err = provider(&server, 5.0)
+        .analyze(&incident_input(json!({})))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.kind(), err.retry()),
+        (ErrorKind::Unauthorized, Retry::Permanent)
+    );
+    assert!(
+        err.message().contains("Incorrect API key provided"),
         "{err}"
     );
 }

@@ -384,6 +384,34 @@ async fn webhook_body_template_method_and_unsigned() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_json_body_template_stays_valid_json_whatever_the_values() {
+    let server = HttpServer::start(vec![Reply::new(200, "")]).await;
+    let d = WebhookDriver::from_config(
+        &json!({"url": server.url("/x"), "templates": {"body": "{\"text\": {{ title }}, \"sev\": {{ severity }}, \"alerts\": {{ alerts|length }}}"}}),
+        &ctx(),
+    )
+    .unwrap();
+    let mut n = notification();
+    n.title = "Quote \" and backslash \\ and </script>".into();
+    d.send(&n).await.unwrap();
+    let body = server.requests()[0].json();
+    assert_eq!(body["text"], "Quote \" and backslash \\ and </script>");
+    assert_eq!(body["sev"], "critical");
+    assert_eq!(body["alerts"], 2);
+
+    // A template that does not produce JSON is a template error, not a 400 from the receiver.
+    let d = WebhookDriver::from_config(
+        &json!({"url": server.url("/x"), "templates": {"body": "{\"text\": \"{{ title }}\"}"}}),
+        &ctx(),
+    )
+    .unwrap();
+    let err = d.send(&n).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Template);
+    assert!(err.message().contains("valid JSON"), "{err}");
+    assert_eq!(server.requests().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_template_error_is_permanent_and_names_the_template() {
     let server = HttpServer::start(vec![Reply::new(200, "")]).await;
     let d = WebhookDriver::from_config(
