@@ -720,19 +720,24 @@ async fn check_and_alert(a: CheckAndAlertArgs, app: &App) -> anyhow::Result<Exit
         .await
         .map_err(lib_err)?;
     let alerts = check_alerts::alerts_to_ingest(&plan);
-    let hook: Option<tocsin_ingest::service::TxHook> = a.no_incidents.then(|| {
-        let hook: tocsin_ingest::service::TxHook = Box::new(|conn, changes| {
-            use tocsin_ingest::service::IncidentChangeKind;
-            for c in changes
-                .iter()
-                .filter(|c| c.kind == IncidentChangeKind::Created)
-            {
-                tocsin_core::store::checks::discard_incident(conn, c.incident_id)?;
-            }
-            Ok(Vec::new())
-        });
-        hook
-    });
+    let hook: Option<tocsin_ingest::service::TxHook> = if !a.no_incidents {
+        // The same path as a webhook: the incidents these alerts change start pipeline runs.
+        Some(tocsin_ingest::pipeline::enqueue_hook(tocsin.clone(), None))
+    } else {
+        a.no_incidents.then(|| {
+            let hook: tocsin_ingest::service::TxHook = Box::new(|conn, changes| {
+                use tocsin_ingest::service::IncidentChangeKind;
+                for c in changes
+                    .iter()
+                    .filter(|c| c.kind == IncidentChangeKind::Created)
+                {
+                    tocsin_core::store::checks::discard_incident(conn, c.incident_id)?;
+                }
+                Ok(Vec::new())
+            });
+            hook
+        })
+    };
     let outcome = tocsin_ingest::service::ingest_alerts(
         &tocsin,
         check_alerts::ALERT_SOURCE,
@@ -743,6 +748,10 @@ async fn check_and_alert(a: CheckAndAlertArgs, app: &App) -> anyhow::Result<Exit
     .await
     .map_err(lib_err)
     .context("storing the alerts")?;
+    let engine = crate::cli::serve::engine(app, tocsin.clone()).await?;
+    tocsin_ingest::pipeline::dispatch(&engine, &outcome.run_ids)
+        .await
+        .map_err(lib_err)?;
     report(
         &a,
         &results,
@@ -873,7 +882,8 @@ fn report(
 /// through the INGEST write path. Keep it alive for as long as the server runs; dropping it stops
 /// both.
 #[derive(Debug)]
-#[allow(dead_code)] // Until `cli::serve` calls `start_background`.
+// Never read: the fields are held for their `Drop`, which stops the sampler and the schedule.
+#[allow(dead_code)]
 pub struct Background {
     /// The CPU sampler.
     pub sampler: Option<tocsin_checkers::SamplerHandle>,
@@ -883,8 +893,7 @@ pub struct Background {
 
 /// Starts the background work of checks for `tocsin serve` (see [`Background`]). A bad
 /// `TOCSIN_CHECK_INTERVAL` is an error; a sampler that cannot start is a warning.
-#[allow(dead_code)] // Until `cli::serve` calls it.
-pub fn start_background(tocsin: &Tocsin) -> anyhow::Result<Background> {
+pub fn start_background(engine: &tocsin_core::engine::Engine) -> anyhow::Result<Background> {
     let interval = tocsin_checkers::schedule::check_interval_from_env().map_err(lib_err)?;
     if let Some(every) = interval {
         tracing::info!(
@@ -893,16 +902,17 @@ pub fn start_background(tocsin: &Tocsin) -> anyhow::Result<Background> {
         );
     }
     Ok(start_background_with(
-        tocsin,
+        engine,
         interval.map(tocsin_checkers::ScheduleConfig::every),
     ))
 }
 
 /// [`start_background`] with the schedule given.
 fn start_background_with(
-    tocsin: &Tocsin,
+    engine: &tocsin_core::engine::Engine,
     schedule: Option<tocsin_checkers::ScheduleConfig>,
 ) -> Background {
+    let tocsin = engine.tocsin();
     let sampler = match tocsin_checkers::start_sampler(tocsin_checkers::SamplerConfig::default()) {
         Ok(s) => Some(s),
         Err(e) => {
@@ -911,22 +921,22 @@ fn start_background_with(
         }
     };
     let scheduled = schedule.map(|config| {
-        // Each round's alerts go through the INGEST write path, like `check-and-alert`.
-        tocsin_checkers::spawn_scheduled_checks(
-            tocsin.clone(),
-            config,
-            |t, alerts, trace| async move {
-                tocsin_ingest::service::ingest_alerts(
-                    &t,
+        // Each round's alerts go through the INGEST write path, like `check-and-alert`, and
+        // the incidents they change start pipeline runs like a webhook's.
+        let engine = engine.clone();
+        tocsin_checkers::spawn_scheduled_checks(tocsin.clone(), config, move |_t, alerts, trace| {
+            let engine = engine.clone();
+            async move {
+                tocsin_ingest::pipeline::ingest_alerts_and_run(
+                    &engine,
                     check_alerts::ALERT_SOURCE,
                     alerts,
                     Some(trace),
-                    None,
                 )
                 .await
                 .map(|_| ())
-            },
-        )
+            }
+        })
     });
     Background { sampler, scheduled }
 }
@@ -1011,7 +1021,8 @@ mod tests {
                 &json!({"disk": {"warning_threshold": 0, "critical_threshold": 0}}),
             );
             config.hostname = Some("bg-host".into());
-            let bg = start_background_with(&t, Some(config));
+            let bg =
+                start_background_with(&tocsin_core::engine::Engine::new(t.clone()), Some(config));
             assert!(bg.sampler.is_some());
             let fp = check_alerts::fingerprint("disk", "bg-host");
             let mut found = None;

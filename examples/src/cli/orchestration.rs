@@ -15,14 +15,38 @@ use crate::App;
 
 /// Built-in sample payloads, one per source: the vendors' documented examples the ingest tests use.
 const SAMPLES: &[(&str, &str)] = &[
-    ("alertmanager", include_str!("../../../drivers/ingest/fixtures/alertmanager/firing-two-alerts.json")),
-    ("grafana", include_str!("../../../drivers/ingest/fixtures/grafana/unified-firing.json")),
-    ("pagerduty", include_str!("../../../drivers/ingest/fixtures/pagerduty/v3-incident-triggered.json")),
-    ("datadog", include_str!("../../../drivers/ingest/fixtures/datadog/default-payload-triggered.json")),
-    ("newrelic", include_str!("../../../drivers/ingest/fixtures/newrelic/workflow-activated.json")),
-    ("opsgenie", include_str!("../../../drivers/ingest/fixtures/opsgenie/create.json")),
-    ("zabbix", include_str!("../../../drivers/ingest/fixtures/zabbix/problem-macro-names.json")),
-    ("generic", include_str!("../../../drivers/ingest/fixtures/generic/single-firing.json")),
+    (
+        "alertmanager",
+        include_str!("../../../drivers/ingest/fixtures/alertmanager/firing-two-alerts.json"),
+    ),
+    (
+        "grafana",
+        include_str!("../../../drivers/ingest/fixtures/grafana/unified-firing.json"),
+    ),
+    (
+        "pagerduty",
+        include_str!("../../../drivers/ingest/fixtures/pagerduty/v3-incident-triggered.json"),
+    ),
+    (
+        "datadog",
+        include_str!("../../../drivers/ingest/fixtures/datadog/default-payload-triggered.json"),
+    ),
+    (
+        "newrelic",
+        include_str!("../../../drivers/ingest/fixtures/newrelic/workflow-activated.json"),
+    ),
+    (
+        "opsgenie",
+        include_str!("../../../drivers/ingest/fixtures/opsgenie/create.json"),
+    ),
+    (
+        "zabbix",
+        include_str!("../../../drivers/ingest/fixtures/zabbix/problem-macro-names.json"),
+    ),
+    (
+        "generic",
+        include_str!("../../../drivers/ingest/fixtures/generic/single-firing.json"),
+    ),
 ];
 
 /// The pipeline commands.
@@ -160,15 +184,23 @@ pub async fn run(cmd: Command, app: &App) -> anyhow::Result<ExitCode> {
 
 fn read_payload(args: &RunArgs) -> anyhow::Result<(Value, Option<String>)> {
     if let Some(p) = &args.payload {
-        return Ok((serde_json::from_str(p).context("--payload is not valid JSON")?, args.driver.clone()));
+        return Ok((
+            serde_json::from_str(p).context("--payload is not valid JSON")?,
+            args.driver.clone(),
+        ));
     }
     if let Some(path) = &args.file {
         let text = if path.as_os_str() == "-" {
             std::io::read_to_string(std::io::stdin()).context("cannot read standard input")?
         } else {
-            std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?
         };
-        return Ok((serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))?, args.driver.clone()));
+        return Ok((
+            serde_json::from_str(&text)
+                .with_context(|| format!("{} is not valid JSON", path.display()))?,
+            args.driver.clone(),
+        ));
     }
     if args.checks_only {
         return Ok((json!({}), None));
@@ -178,11 +210,15 @@ fn read_payload(args: &RunArgs) -> anyhow::Result<(Value, Option<String>)> {
         let known: Vec<_> = SAMPLES.iter().map(|(s, _)| *s).collect();
         bail!("no sample for {source:?}; samples: {}", known.join(", "));
     };
-    Ok((serde_json::from_str(text).context("built-in sample")?, Some(args.driver.clone().unwrap_or_else(|| source.to_owned()))))
+    Ok((
+        serde_json::from_str(text).context("built-in sample")?,
+        Some(args.driver.clone().unwrap_or_else(|| source.to_owned())),
+    ))
 }
 
 fn read_definition(path: &PathBuf) -> anyhow::Result<Value> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))
 }
 
@@ -190,7 +226,10 @@ async fn run_pipeline(args: RunArgs, app: &App) -> anyhow::Result<ExitCode> {
     let (payload, driver) = read_payload(&args)?;
     let plugins = app.plugins();
     let mut definition: Option<Definition> = match &args.config {
-        Some(path) => Some(Definition::parse(&read_definition(path)?).map_err(|p| anyhow::anyhow!(engine::definition::describe(&p)))?),
+        Some(path) => Some(
+            Definition::parse(&read_definition(path)?)
+                .map_err(|p| anyhow::anyhow!(engine::definition::describe(&p)))?,
+        ),
         None if args.checks_only => Some(engine::checks_only()),
         None => None,
     };
@@ -200,7 +239,11 @@ async fn run_pipeline(args: RunArgs, app: &App) -> anyhow::Result<ExitCode> {
             (None, Some(name)) if !engine::BUILTIN_DEFINITIONS.contains(&name.as_str()) => {
                 let tocsin = app.tocsin().await?;
                 let n = name.clone();
-                tocsin.store().run(move |c| engine::resolve_definition(c, Some(&n))).await.map_err(|e| anyhow::anyhow!("{}", e.message()))?
+                tocsin
+                    .store()
+                    .run(move |c| engine::resolve_definition(c, Some(&n)))
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{}", e.message()))?
             }
             (None, Some(name)) if name == "checks-only" => engine::checks_only(),
             (None, _) => Definition::default_pipeline(),
@@ -209,10 +252,15 @@ async fn run_pipeline(args: RunArgs, app: &App) -> anyhow::Result<ExitCode> {
         let has_ingest = def.nodes.iter().any(|n| n.kind == "ingest");
         let detected = if has_ingest {
             let d = match &driver {
-                Some(name) => plugins.ingestors.get(name).map_err(|e| anyhow::anyhow!("{}", e.message()))?,
-                None => tocsin_ingest::detect(&plugins, &payload).map_err(|e| anyhow::anyhow!("{}", e.message()))?,
+                Some(name) => plugins
+                    .ingestors
+                    .get(name)
+                    .map_err(|e| anyhow::anyhow!("{}", e.message()))?,
+                None => tocsin_ingest::detect(&plugins, &payload)
+                    .map_err(|e| anyhow::anyhow!("{}", e.message()))?,
             };
-            let parsed = tocsin_ingest::parse_with(d, &payload).map_err(|e| anyhow::anyhow!("{}", e.message()))?;
+            let parsed = tocsin_ingest::parse_with(d, &payload)
+                .map_err(|e| anyhow::anyhow!("{}", e.message()))?;
             Some((d.name, parsed.alerts.len()))
         } else {
             None
@@ -233,19 +281,33 @@ async fn run_pipeline(args: RunArgs, app: &App) -> anyhow::Result<ExitCode> {
                 println!("  payload: {d} driver, {n} alert(s)");
             }
             for (i, n) in def.execution_order().iter().enumerate() {
-                println!("  {}. {} ({}){}", i + 1, n.id, n.kind, if n.required { "" } else { ", optional" });
+                println!(
+                    "  {}. {} ({}){}",
+                    i + 1,
+                    n.id,
+                    n.kind,
+                    if n.required { "" } else { ", optional" }
+                );
             }
             for p in &problems {
                 println!("  problem: {p}");
             }
         }
-        return Ok(if problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) });
+        return Ok(if problems.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        });
     }
 
     let tocsin = app.tocsin().await?;
     // A first run shows what would be sent: with no channel configured, notify prints to the console.
     if definition.is_none() && args.definition.is_none() {
-        let channels = tocsin.store().run(|c| store::list_channels(c, true)).await.map_err(|e| anyhow::anyhow!("{}", e.message()))?;
+        let channels = tocsin
+            .store()
+            .run(|c| store::list_channels(c, true))
+            .await
+            .map_err(|e| anyhow::anyhow!("{}", e.message()))?;
         if channels.is_empty() {
             let mut d = Definition::default_pipeline();
             for n in d.nodes.iter_mut().filter(|n| n.kind == "notify") {
@@ -260,12 +322,19 @@ async fn run_pipeline(args: RunArgs, app: &App) -> anyhow::Result<ExitCode> {
         inline_definition: definition,
         payload,
         driver: driver.clone(),
-        source: args.source.clone().or(driver).unwrap_or_else(|| "cli".to_owned()),
+        source: args
+            .source
+            .clone()
+            .or(driver)
+            .unwrap_or_else(|| "cli".to_owned()),
         environment: args.environment.clone(),
         trace_id: args.trace_id.clone(),
         ..Submit::default()
     };
-    let queued = engine.submit(submit).await.map_err(|e| anyhow::anyhow!("{}", e.message()))?;
+    let queued = engine
+        .submit(submit)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", e.message()))?;
     let show = !args.json;
     if show {
         println!("Pipeline run {} (trace {})", queued.run_id, queued.trace_id);
@@ -280,8 +349,16 @@ async fn run_pipeline(args: RunArgs, app: &App) -> anyhow::Result<ExitCode> {
     loop {
         let finished = driving.is_finished();
         if show {
-            let execs = tocsin.store().run(move |c| store::list_stage_executions(c, pk)).await.unwrap_or_default();
-            for e in execs.iter().skip(shown).take_while(|e| e.status != StageStatus::Running) {
+            let execs = tocsin
+                .store()
+                .run(move |c| store::list_stage_executions(c, pk))
+                .await
+                .unwrap_or_default();
+            for e in execs
+                .iter()
+                .skip(shown)
+                .take_while(|e| e.status != StageStatus::Running)
+            {
                 print_stage(e);
                 shown += 1;
             }
@@ -291,21 +368,39 @@ async fn run_pipeline(args: RunArgs, app: &App) -> anyhow::Result<ExitCode> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let run = driving.await.context("pipeline task")?.map_err(|e| anyhow::anyhow!("{}", e.message()))?;
-    let execs = tocsin.store().run(move |c| store::list_stage_executions(c, pk)).await.unwrap_or_default();
+    let run = driving
+        .await
+        .context("pipeline task")?
+        .map_err(|e| anyhow::anyhow!("{}", e.message()))?;
+    let execs = tocsin
+        .store()
+        .run(move |c| store::list_stage_executions(c, pk))
+        .await
+        .unwrap_or_default();
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&json!({"run": run, "stages": execs}))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({"run": run, "stages": execs}))?
+        );
     } else {
         for e in execs.iter().skip(shown) {
             print_stage(e);
         }
         print_summary(&run, &execs);
     }
-    Ok(if run.status == PipelineStatus::Failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if run.status == PipelineStatus::Failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn paint(text: &str, code: &str) -> String {
-    if std::io::stdout().is_terminal() { format!("\x1b[{code}m{text}\x1b[0m") } else { text.to_owned() }
+    if std::io::stdout().is_terminal() {
+        format!("\x1b[{code}m{text}\x1b[0m")
+    } else {
+        text.to_owned()
+    }
 }
 
 fn print_stage(e: &StageExecution) {
@@ -315,19 +410,48 @@ fn print_stage(e: &StageExecution) {
         StageStatus::Failed => ("failed", "31"),
         _ => ("…", "0"),
     };
-    let ms = e.duration_ms.map(|d| format!(" {d:.0} ms")).unwrap_or_default();
-    let extra = e.skip_reason.clone().or_else(|| e.error_message.clone()).map(|m| format!(" - {m}")).unwrap_or_default();
-    println!("  [{}] {} ({}, attempt {}){ms}{extra}", paint(mark, code), e.node_id, e.stage, e.attempt);
+    let ms = e
+        .duration_ms
+        .map(|d| format!(" {d:.0} ms"))
+        .unwrap_or_default();
+    let extra = e
+        .skip_reason
+        .clone()
+        .or_else(|| e.error_message.clone())
+        .map(|m| format!(" - {m}"))
+        .unwrap_or_default();
+    println!(
+        "  [{}] {} ({}, attempt {}){ms}{extra}",
+        paint(mark, code),
+        e.node_id,
+        e.stage,
+        e.attempt
+    );
 }
 
 fn print_summary(run: &PipelineRun, execs: &[StageExecution]) {
-    let ok = execs.iter().filter(|e| e.status == StageStatus::Succeeded).count();
-    let total = run.total_duration_ms.map(|d| format!(" in {d:.0} ms")).unwrap_or_default();
+    let ok = execs
+        .iter()
+        .filter(|e| e.status == StageStatus::Succeeded)
+        .count();
+    let total = run
+        .total_duration_ms
+        .map(|d| format!(" in {d:.0} ms"))
+        .unwrap_or_default();
     println!(
         "Run {} {}{total}: {ok} node(s) succeeded, incident {}.",
         run.run_id,
-        paint(run.status.as_str(), if run.status == PipelineStatus::Failed { "31" } else { "32" }),
-        run.incident_id.map(|i| i.to_string()).unwrap_or_else(|| "none".into())
+        paint(
+            run.status.as_str(),
+            if run.status == PipelineStatus::Failed {
+                "31"
+            } else {
+                "32"
+            }
+        ),
+        run.incident_id
+            .map(|i| i.to_string())
+            .unwrap_or_else(|| "none".into())
     );
     if let Some(err) = &run.last_error_message {
         if run.status == PipelineStatus::Failed {
@@ -349,9 +473,19 @@ async fn monitor(args: MonitorArgs, app: &App) -> anyhow::Result<ExitCode> {
             .await
             .map_err(|e| anyhow::anyhow!("{}", e.message()))?;
         if args.json {
-            println!("{}", serde_json::to_string_pretty(&json!({"run": run, "stages": execs}))?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&json!({"run": run, "stages": execs}))?
+            );
         } else {
-            println!("Run {} ({}) trace {} source {} definition {}", run.run_id, run.status, run.trace_id, run.source, run.definition_name.as_deref().unwrap_or("default"));
+            println!(
+                "Run {} ({}) trace {} source {} definition {}",
+                run.run_id,
+                run.status,
+                run.trace_id,
+                run.source,
+                run.definition_name.as_deref().unwrap_or("default")
+            );
             for e in &execs {
                 print_stage(e);
             }
@@ -359,15 +493,31 @@ async fn monitor(args: MonitorArgs, app: &App) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let status = args.status.as_deref().map(str::parse::<PipelineStatus>).transpose().map_err(|e| anyhow::anyhow!("--status: {}", e.message()))?;
-    let filter = store::RunFilter { status, source: None, limit: args.limit };
-    let runs = tocsin.store().run(move |c| store::list_pipeline_runs(c, &filter)).await.map_err(|e| anyhow::anyhow!("{}", e.message()))?;
+    let status = args
+        .status
+        .as_deref()
+        .map(str::parse::<PipelineStatus>)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--status: {}", e.message()))?;
+    let filter = store::RunFilter {
+        status,
+        source: None,
+        limit: args.limit,
+    };
+    let runs = tocsin
+        .store()
+        .run(move |c| store::list_pipeline_runs(c, &filter))
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", e.message()))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&runs)?);
     } else if runs.is_empty() {
         println!("No pipeline runs.");
     } else {
-        println!("{:<32}  {:<10}  {:<14}  {:<12}  {:>9}  created", "run id", "status", "stage", "source", "ms");
+        println!(
+            "{:<32}  {:<10}  {:<14}  {:<12}  {:>9}  created",
+            "run id", "status", "stage", "source", "ms"
+        );
         for r in &runs {
             println!(
                 "{:<32}  {:<10}  {:<14}  {:<12}  {:>9}  {}",
@@ -375,7 +525,9 @@ async fn monitor(args: MonitorArgs, app: &App) -> anyhow::Result<ExitCode> {
                 r.status,
                 r.current_stage.as_deref().unwrap_or("-"),
                 r.source,
-                r.total_duration_ms.map(|d| format!("{d:.0}")).unwrap_or_else(|| "-".into()),
+                r.total_duration_ms
+                    .map(|d| format!("{d:.0}"))
+                    .unwrap_or_else(|| "-".into()),
                 r.created_at.format("%Y-%m-%d %H:%M:%S")
             );
         }
@@ -399,34 +551,76 @@ async fn definitions(cmd: DefinitionsCommand, app: &App) -> anyhow::Result<ExitC
                 o.remove("name");
                 o.remove("tags");
             }
-            let def = Definition::parse(&body).map_err(|p| anyhow::anyhow!("invalid definition: {}", engine::definition::describe(&p)))?;
+            let def = Definition::parse(&body).map_err(|p| {
+                anyhow::anyhow!("invalid definition: {}", engine::definition::describe(&p))
+            })?;
             let problems = def.validate(&plugins);
             if !problems.is_empty() {
-                bail!("invalid definition: {}", engine::definition::describe(&problems));
+                bail!(
+                    "invalid definition: {}",
+                    engine::definition::describe(&problems)
+                );
             }
-            let tags: Vec<String> = doc.get("tags").and_then(Value::as_array).map(|t| t.iter().filter_map(Value::as_str).map(str::to_owned).collect()).unwrap_or_default();
+            let tags: Vec<String> = doc
+                .get("tags")
+                .and_then(Value::as_array)
+                .map(|t| {
+                    t.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default();
             let desc = def.description.clone();
-            let stored = tocsin.store().write(move |c| store::upsert_definition(c, &name, &desc, &body, &tags)).await.map_err(err)?;
-            println!("Stored definition {:?} (version {}).", stored.name, stored.version);
+            let stored = tocsin
+                .store()
+                .write(move |c| store::upsert_definition(c, &name, &desc, &body, &tags))
+                .await
+                .map_err(err)?;
+            println!(
+                "Stored definition {:?} (version {}).",
+                stored.name, stored.version
+            );
         }
         DefinitionsCommand::List { json } => {
-            let defs = tocsin.store().run(store::list_definitions).await.map_err(err)?;
+            let defs = tocsin
+                .store()
+                .run(store::list_definitions)
+                .await
+                .map_err(err)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&defs)?);
             } else if defs.is_empty() {
-                println!("No stored definitions (built-in: {}).", engine::BUILTIN_DEFINITIONS.join(", "));
+                println!(
+                    "No stored definitions (built-in: {}).",
+                    engine::BUILTIN_DEFINITIONS.join(", ")
+                );
             } else {
                 for d in defs {
-                    println!("{:<24} v{:<3} {:<8} {}", d.name, d.version, if d.active { "active" } else { "disabled" }, d.description);
+                    println!(
+                        "{:<24} v{:<3} {:<8} {}",
+                        d.name,
+                        d.version,
+                        if d.active { "active" } else { "disabled" },
+                        d.description
+                    );
                 }
             }
         }
         DefinitionsCommand::Show { name } => {
-            let d = tocsin.store().run(move |c| store::get_definition(c, &name)).await.map_err(err)?;
+            let d = tocsin
+                .store()
+                .run(move |c| store::get_definition(c, &name))
+                .await
+                .map_err(err)?;
             println!("{}", serde_json::to_string_pretty(&d)?);
         }
         DefinitionsCommand::Validate { name } => {
-            let d = tocsin.store().run(move |c| store::get_definition(c, &name)).await.map_err(err)?;
+            let d = tocsin
+                .store()
+                .run(move |c| store::get_definition(c, &name))
+                .await
+                .map_err(err)?;
             let problems = match Definition::parse(&d.config) {
                 Ok(def) => def.validate(&plugins),
                 Err(p) => p,
@@ -441,11 +635,19 @@ async fn definitions(cmd: DefinitionsCommand, app: &App) -> anyhow::Result<ExitC
             }
         }
         DefinitionsCommand::Disable { name } => {
-            let d = tocsin.store().write(move |c| store::set_definition_active(c, &name, false)).await.map_err(err)?;
+            let d = tocsin
+                .store()
+                .write(move |c| store::set_definition_active(c, &name, false))
+                .await
+                .map_err(err)?;
             println!("Definition {:?} disabled.", d.name);
         }
         DefinitionsCommand::Enable { name } => {
-            let d = tocsin.store().write(move |c| store::set_definition_active(c, &name, true)).await.map_err(err)?;
+            let d = tocsin
+                .store()
+                .write(move |c| store::set_definition_active(c, &name, true))
+                .await
+                .map_err(err)?;
             println!("Definition {:?} enabled.", d.name);
         }
     }
@@ -455,10 +657,16 @@ async fn definitions(cmd: DefinitionsCommand, app: &App) -> anyhow::Result<ExitC
 async fn worker(args: WorkerArgs, app: &App) -> anyhow::Result<ExitCode> {
     let tocsin = app.tocsin().await?;
     let n = args.concurrency.unwrap_or(app.config.workers).max(1);
-    let engine = crate::cli::serve::engine(app, tocsin).await?.with_lease_margin(Duration::from_secs(args.lease_margin));
+    let engine = crate::cli::serve::engine(app, tocsin)
+        .await?
+        .with_lease_margin(Duration::from_secs(args.lease_margin));
     let (tx, rx) = tokio::sync::watch::channel(false);
     let handles = engine.spawn_workers(n, rx);
-    tracing::info!(workers = n, worker = engine.worker_id(), "tocsin worker is taking runs from the queue.");
+    tracing::info!(
+        workers = n,
+        worker = engine.worker_id(),
+        "tocsin worker is taking runs from the queue."
+    );
     crate::cli::serve::shutdown_signal().await;
     let _ = tx.send(true);
     for h in handles {

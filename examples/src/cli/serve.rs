@@ -47,7 +47,10 @@ pub async fn engine(app: &App, tocsin: Tocsin) -> anyhow::Result<Engine> {
             let broker = tocsin_core::engine::broker::Broker::connect(url)
                 .await
                 .map_err(|e| anyhow::anyhow!("{}", e.message()))?;
-            tracing::info!("Run ids are also delivered over the Redis stream {}.", tocsin_core::engine::broker::STREAM);
+            tracing::info!(
+                "Run ids are also delivered over the Redis stream {}.",
+                tocsin_core::engine::broker::STREAM
+            );
             Ok(engine.with_broker(broker))
         }
         None => Ok(engine),
@@ -57,7 +60,6 @@ pub async fn engine(app: &App, tocsin: Tocsin) -> anyhow::Result<Engine> {
 /// Runs the server until SIGINT or SIGTERM.
 pub async fn run(args: ServeArgs, app: &App) -> anyhow::Result<ExitCode> {
     let tocsin = app.tocsin().await?;
-    let check_interval = tocsin_checkers::schedule::check_interval_from_env().map_err(|e| anyhow::anyhow!("{}", e.message()))?;
     let (bind, downgraded) = effective_bind(app, args.bind.unwrap_or(app.config.bind));
     if let Some(why) = downgraded {
         tracing::warn!("{why}");
@@ -69,7 +71,9 @@ pub async fn run(args: ServeArgs, app: &App) -> anyhow::Result<ExitCode> {
         .with_extension(engine.clone())
         .with_extension(tocsin_ingest::pipeline::hook_factory(tocsin.clone(), None));
     let router = tocsin_http::router(state);
-    let listener = tokio::net::TcpListener::bind(bind).await.with_context(|| format!("cannot listen on {bind}"))?;
+    let listener = tokio::net::TcpListener::bind(bind)
+        .await
+        .with_context(|| format!("cannot listen on {bind}"))?;
     let local = listener.local_addr().unwrap_or(bind);
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -78,38 +82,19 @@ pub async fn run(args: ServeArgs, app: &App) -> anyhow::Result<ExitCode> {
     } else {
         engine.spawn_workers(args.workers.unwrap_or(app.config.workers), stop_rx)
     };
-    // The CPU checker answers from this rolling window at once instead of sampling.
-    let _sampler = match tocsin_checkers::sampler::start_sampler(Default::default()) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            tracing::warn!(error = %e, "The CPU sampler did not start; CPU checks will sample on demand.");
-            None
-        }
-    };
-    let _checks = check_interval.map(|every| {
-        let engine = engine.clone();
-        tocsin_checkers::spawn_scheduled_checks(
-            tocsin.clone(),
-            tocsin_checkers::schedule::ScheduleConfig::every(every),
-            move |_t, alerts, trace| {
-                let engine = engine.clone();
-                async move {
-                    tocsin_ingest::pipeline::ingest_alerts_and_run(&engine, tocsin_checkers::ALERT_SOURCE, alerts, Some(trace))
-                        .await
-                        .map(|_| ())
-                }
-            },
-        )
-    });
+    // The CPU sampler, and scheduled checks when TOCSIN_CHECK_INTERVAL is set.
+    let _checks = crate::cli::checks::start_background(&engine)?;
     tracing::info!(
         addr = %local,
         database = %tocsin_core::config::redact_url(&app.config.database_url),
         workers = workers.len(),
-        scheduled_checks_s = check_interval.map(|d| d.as_secs()),
         version = tocsin_core::VERSION,
         "tocsin is serving on http://{local}/"
     );
-    axum::serve(listener, router).with_graceful_shutdown(shutdown_signal()).await.context("server failed")?;
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("server failed")?;
     let _ = stop_tx.send(true);
     for w in workers {
         // A worker finishes the node it is running; a slow one is left to its lease.
