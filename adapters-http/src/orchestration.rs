@@ -23,15 +23,26 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/orchestration/pipeline/{run_id}/", get(get_run))
         .route("/orchestration/pipeline/{run_id}/resume/", post(resume))
         .route("/orchestration/definitions/", get(list_definitions))
-        .route("/orchestration/definitions/{name}/", get(get_definition).put(put_definition))
-        .route("/orchestration/definitions/{name}/validate/", post(validate_definition))
-        .route("/orchestration/definitions/{name}/execute/", post(execute_definition))
+        .route(
+            "/orchestration/definitions/{name}/",
+            get(get_definition).put(put_definition),
+        )
+        .route(
+            "/orchestration/definitions/{name}/validate/",
+            post(validate_definition),
+        )
+        .route(
+            "/orchestration/definitions/{name}/execute/",
+            post(execute_definition),
+        )
         .route("/metrics", get(metrics))
 }
 
 /// The engine serve installed, or one over the same handle (runs then wait for workers).
 fn engine(state: &AppState) -> Engine {
-    state.extension::<Engine>().unwrap_or_else(|| Engine::new(state.tocsin.clone()))
+    state
+        .extension::<Engine>()
+        .unwrap_or_else(|| Engine::new(state.tocsin.clone()))
 }
 
 /// A pipeline request body.
@@ -56,7 +67,10 @@ impl RunBody {
         Submit {
             definition: definition.or(self.definition),
             payload: self.payload,
-            source: self.source.or_else(|| self.driver.clone()).unwrap_or_else(|| "api".to_owned()),
+            source: self
+                .source
+                .or_else(|| self.driver.clone())
+                .unwrap_or_else(|| "api".to_owned()),
             driver: self.driver,
             environment: self.environment,
             trace_id: self.trace_id.or_else(|| Some(trace.0.clone())),
@@ -113,7 +127,10 @@ struct ListQuery {
     limit: Option<String>,
 }
 
-async fn list_runs(State(state): State<AppState>, Query(q): Query<ListQuery>) -> Result<Json<Value>, ApiError> {
+async fn list_runs(
+    State(state): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
     let status = q
         .status
         .as_deref()
@@ -127,18 +144,36 @@ async fn list_runs(State(state): State<AppState>, Query(q): Query<ListQuery>) ->
             .parse::<i64>()
             .ok()
             .filter(|n| (1..=1000).contains(n))
-            .ok_or_else(|| ApiError::bad_request(format!("limit must be a whole number from 1 to 1000, got {l:?}")))?,
+            .ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "limit must be a whole number from 1 to 1000, got {l:?}"
+                ))
+            })?,
     };
-    let filter = store::RunFilter { status, source: q.source.filter(|s| !s.is_empty()), limit };
-    let runs = state.tocsin.store().run(move |c| store::list_pipeline_runs(c, &filter)).await?;
+    let filter = store::RunFilter {
+        status,
+        source: q.source.filter(|s| !s.is_empty()),
+        limit,
+    };
+    let runs = state
+        .tocsin
+        .store()
+        .run(move |c| store::list_pipeline_runs(c, &filter))
+        .await?;
     Ok(Json(json!({"count": runs.len(), "runs": runs})))
 }
 
-async fn get_run(State(state): State<AppState>, Path(run_id): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn get_run(
+    State(state): State<AppState>,
+    Path(run_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     Ok(Json(run_detail(&state, run_id).await?))
 }
 
-async fn resume(State(state): State<AppState>, Path(run_id): Path<String>) -> Result<Response, ApiError> {
+async fn resume(
+    State(state): State<AppState>,
+    Path(run_id): Path<String>,
+) -> Result<Response, ApiError> {
     let run = engine(&state).resume(&run_id).await?;
     if state.tocsin.config().tasks_eager {
         let done = engine(&state).drive(&run.run_id).await?;
@@ -150,30 +185,52 @@ async fn resume(State(state): State<AppState>, Path(run_id): Path<String>) -> Re
 
 async fn list_definitions(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let defs = state.tocsin.store().run(store::list_definitions).await?;
-    Ok(Json(json!({"definitions": defs, "builtin": engine::BUILTIN_DEFINITIONS})))
+    Ok(Json(
+        json!({"definitions": defs, "builtin": engine::BUILTIN_DEFINITIONS}),
+    ))
 }
 
-async fn get_definition(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn get_definition(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     if engine::BUILTIN_DEFINITIONS.contains(&name.as_str()) {
-        let def = if name == "checks-only" { engine::checks_only() } else { Definition::default_pipeline() };
-        return Ok(Json(json!({"name": name, "builtin": true, "active": true, "config": def})));
+        let def = if name == "checks-only" {
+            engine::checks_only()
+        } else {
+            Definition::default_pipeline()
+        };
+        return Ok(Json(
+            json!({"name": name, "builtin": true, "active": true, "config": def}),
+        ));
     }
-    let d = state.tocsin.store().run(move |c| store::get_definition(c, &name)).await?;
-    Ok(Json(serde_json::to_value(d).map_err(|e| ApiError::bad_request(e.to_string()))?))
+    let d = state
+        .tocsin
+        .store()
+        .run(move |c| store::get_definition(c, &name))
+        .await?;
+    Ok(Json(
+        serde_json::to_value(d).map_err(|e| ApiError::bad_request(e.to_string()))?,
+    ))
 }
 
 fn invalid(problems: &[engine::Problem]) -> ApiError {
     ApiError::new(
         StatusCode::BAD_REQUEST,
         "invalid_definition",
-        format!("invalid pipeline definition: {}", engine::definition::describe(problems)),
+        format!(
+            "invalid pipeline definition: {}",
+            engine::definition::describe(problems)
+        ),
     )
 }
 
 fn valid_name(name: &str) -> Result<(), ApiError> {
     let ok = !name.is_empty()
         && name.len() <= 100
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         && !engine::BUILTIN_DEFINITIONS.contains(&name);
     if ok {
         Ok(())
@@ -193,7 +250,12 @@ async fn put_definition(
     let tags: Vec<String> = doc
         .get("tags")
         .and_then(Value::as_array)
-        .map(|t| t.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+        .map(|t| {
+            t.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
         .unwrap_or_default();
     if let Some(o) = doc.as_object_mut() {
         o.remove("tags");
@@ -205,23 +267,45 @@ async fn put_definition(
         return Err(invalid(&problems));
     }
     let desc = def.description.clone();
-    let stored = state.tocsin.store().write(move |c| store::upsert_definition(c, &name, &desc, &doc, &tags)).await?;
-    let status = if stored.version == 1 { StatusCode::CREATED } else { StatusCode::OK };
+    let stored = state
+        .tocsin
+        .store()
+        .write(move |c| store::upsert_definition(c, &name, &desc, &doc, &tags))
+        .await?;
+    let status = if stored.version == 1 {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok((status, Json(json!(stored))).into_response())
 }
 
-async fn validate_definition(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn validate_definition(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let def = if engine::BUILTIN_DEFINITIONS.contains(&name.as_str()) {
-        serde_json::to_value(if name == "checks-only" { engine::checks_only() } else { Definition::default_pipeline() })
-            .unwrap_or_default()
+        serde_json::to_value(if name == "checks-only" {
+            engine::checks_only()
+        } else {
+            Definition::default_pipeline()
+        })
+        .unwrap_or_default()
     } else {
-        state.tocsin.store().run(move |c| store::get_definition(c, &name)).await?.config
+        state
+            .tocsin
+            .store()
+            .run(move |c| store::get_definition(c, &name))
+            .await?
+            .config
     };
     let problems = match Definition::parse(&def) {
         Ok(d) => d.validate(state.tocsin.plugins()),
         Err(p) => p,
     };
-    Ok(Json(json!({"valid": problems.is_empty(), "problems": problems})))
+    Ok(Json(
+        json!({"valid": problems.is_empty(), "problems": problems}),
+    ))
 }
 
 async fn execute_definition(
@@ -232,8 +316,15 @@ async fn execute_definition(
     RawJson(bytes): RawJson,
 ) -> Result<Response, ApiError> {
     // An empty body runs the definition with an empty payload.
-    let body: RunBody = if bytes.iter().all(u8::is_ascii_whitespace) { RunBody::default() } else { parse_json(&bytes)? };
-    let sync = body.sync || q.sync.as_deref().is_some_and(|s| matches!(s, "1" | "true" | "yes"));
+    let body: RunBody = if bytes.iter().all(u8::is_ascii_whitespace) {
+        RunBody::default()
+    } else {
+        parse_json(&bytes)?
+    };
+    let sync = body.sync
+        || q.sync
+            .as_deref()
+            .is_some_and(|s| matches!(s, "1" | "true" | "yes"));
     start(&state, body.into_submit(&trace, Some(name)), sync).await
 }
 
@@ -244,5 +335,9 @@ struct SyncQuery {
 
 async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
     let snap = state.tocsin.store().run(store::metrics::snapshot).await?;
-    Ok(([("content-type", "text/plain; version=0.0.4")], snap.to_prometheus()).into_response())
+    Ok((
+        [("content-type", "text/plain; version=0.0.4")],
+        snap.to_prometheus(),
+    )
+        .into_response())
 }

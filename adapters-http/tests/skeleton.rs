@@ -1,4 +1,5 @@
 //! The cross-cutting behaviour of the router: health, JSON errors, authentication, trace ids.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};

@@ -314,14 +314,16 @@ impl Config {
                 expected: "a whole number from 0 to 64".into(),
             });
         }
-        if let Some(url) = &self.broker_url {
-            if !url.starts_with("redis://") && !url.starts_with("rediss://") {
-                return Err(ConfigError::InvalidValue {
-                    name: "TOCSIN_BROKER_URL".into(),
-                    value: redact_url(url),
-                    expected: "a redis:// or rediss:// URL".into(),
-                });
-            }
+        if let Some(url) = self
+            .broker_url
+            .as_ref()
+            .filter(|u| !u.starts_with("redis://") && !u.starts_with("rediss://"))
+        {
+            return Err(ConfigError::InvalidValue {
+                name: "TOCSIN_BROKER_URL".into(),
+                value: redact_url(url),
+                expected: "a redis:// or rediss:// URL".into(),
+            });
         }
         Ok(())
     }

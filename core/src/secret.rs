@@ -70,9 +70,11 @@ pub const SECRET_KEYS: &[&str] = &[
 /// Whether a JSON field name names a secret (`smtp_password`, `X-Api-Key`, `webhook_url`...).
 pub fn is_secret_key(key: &str) -> bool {
     let k = key.to_ascii_lowercase().replace('-', "_");
+    // Whole names or `_`-separated suffixes only: `smtp_password` and `x_api_key` are secrets,
+    // `max_tokens` is not.
     SECRET_KEYS
         .iter()
-        .any(|s| k == *s || k.ends_with(&format!("_{s}")) || k.contains(s))
+        .any(|s| k == *s || k.ends_with(&format!("_{s}")))
 }
 
 /// A copy of `value` with every secret-named field replaced by `**REDACTED**`, at any depth.
@@ -119,5 +121,8 @@ mod tests {
         assert_eq!(r["headers"]["X-Api-Key"], REDACTED);
         assert_eq!(r["list"][0]["routing_key"], REDACTED);
         assert_eq!(r["webhook_url"], REDACTED);
+        assert!(!is_secret_key("max_tokens") && !is_secret_key("token_count"));
+        assert!(is_secret_key("access_token") && is_secret_key("X-Api-Key"));
+        assert!(is_secret_key("Authorization"));
     }
 }

@@ -1,4 +1,5 @@
 //! The pipeline engine on both backends: definitions, retries, skips, resume, the queue.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -430,9 +431,14 @@ async fn redis_broker_delivers_runs_to_workers_and_reclaims_stale_entries() {
     let suffix = tocsin_core::domain::new_id();
     let (stream, group) = (format!("tocsin-test:{suffix}"), format!("g-{suffix}"));
     for db in testing::all().await {
-        let broker = Broker::connect_to(&url, &stream, &group).await.unwrap().with_stale_after(Duration::from_millis(1000));
+        let broker = Broker::connect_to(&url, &stream, &group)
+            .await
+            .unwrap()
+            .with_stale_after(Duration::from_millis(1000));
         // A long poll interval: runs must arrive through the stream, not the database poll.
-        let e = engine(&db).with_poll_interval(Duration::from_secs(30)).with_broker(broker.clone());
+        let e = engine(&db)
+            .with_poll_interval(Duration::from_secs(30))
+            .with_broker(broker.clone());
         let (tx, rx) = tokio::sync::watch::channel(false);
         let handles = e.spawn_workers(2, rx);
         let d = def(json!({"version": "1", "nodes": [{"id": "only", "type": "test"}]}));
@@ -442,12 +448,21 @@ async fn redis_broker_delivers_runs_to_workers_and_reclaims_stale_entries() {
         }
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         while ids.iter().any(|id| count(id, "only") == 0) {
-            assert!(tokio::time::Instant::now() < deadline, "{}: runs did not arrive through the broker", db.label);
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{}: runs did not arrive through the broker",
+                db.label
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert!(ids.iter().all(|id| count(id, "only") == 1), "{}", db.label);
-        assert_eq!(broker.pending().await.unwrap(), 0, "{}: every delivery acknowledged", db.label);
+        assert_eq!(
+            broker.pending().await.unwrap(),
+            0,
+            "{}: every delivery acknowledged",
+            db.label
+        );
         tx.send(true).unwrap();
         for h in handles {
             h.await.unwrap();
@@ -455,13 +470,30 @@ async fn redis_broker_delivers_runs_to_workers_and_reclaims_stale_entries() {
 
         // A consumer that read an entry and died: a live one takes it over once it is stale.
         let entry = broker.publish("some-run").await.unwrap();
-        let dead = broker.next("dead-consumer", Duration::from_millis(100)).await.unwrap().unwrap();
+        let dead = broker
+            .next("dead-consumer", Duration::from_millis(100))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(dead.entry_id, entry);
-        assert!(broker.next("live-consumer", Duration::from_millis(10)).await.unwrap().is_none());
+        assert!(
+            broker
+                .next("live-consumer", Duration::from_millis(10))
+                .await
+                .unwrap()
+                .is_none()
+        );
         tokio::time::sleep(Duration::from_millis(1200)).await;
-        let taken = broker.next("live-consumer", Duration::from_millis(10)).await.unwrap();
-        let taken = taken.unwrap_or_else(|| panic!("{}: the stale entry was not re-claimed", db.label));
-        assert_eq!((taken.entry_id.as_str(), taken.run_id.as_str()), (entry.as_str(), "some-run"));
+        let taken = broker
+            .next("live-consumer", Duration::from_millis(10))
+            .await
+            .unwrap();
+        let taken =
+            taken.unwrap_or_else(|| panic!("{}: the stale entry was not re-claimed", db.label));
+        assert_eq!(
+            (taken.entry_id.as_str(), taken.run_id.as_str()),
+            (entry.as_str(), "some-run")
+        );
         broker.ack(&taken).await.unwrap();
     }
 }

@@ -1,5 +1,6 @@
 //! The store suite: every test runs on SQLite and, when `TOCSIN_TEST_POSTGRES_URL` is set, on
 //! PostgreSQL too.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use serde_json::json;
 use tocsin_core::ErrorKind;

@@ -1,4 +1,5 @@
 //! The `tocsin` binary as an operator meets it: start-up errors and `serve`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

@@ -14,7 +14,8 @@ use tocsin_core::store::{self, testing};
 use tocsin_core::{Config, Tocsin};
 use tower::ServiceExt;
 
-const FIRING: &str = include_str!("../../drivers/ingest/fixtures/alertmanager/firing-two-alerts.json");
+const FIRING: &str =
+    include_str!("../../drivers/ingest/fixtures/alertmanager/firing-two-alerts.json");
 const RESOLVED: &str = include_str!("../../drivers/ingest/fixtures/alertmanager/resolved.json");
 
 /// A stand-in for Slack's incoming webhook: records every body it receives.
@@ -26,7 +27,9 @@ async fn slack_sink() -> (String, Arc<Mutex<Vec<Value>>>) {
         axum::routing::post(move |body: axum::body::Bytes| {
             let g = g.clone();
             async move {
-                g.lock().unwrap().push(serde_json::from_slice(&body).unwrap_or(Value::Null));
+                g.lock()
+                    .unwrap()
+                    .push(serde_json::from_slice(&body).unwrap_or(Value::Null));
                 "ok"
             }
         }),
@@ -51,7 +54,11 @@ async fn post(app: &axum::Router, body: &str) -> (StatusCode, Value) {
 async fn wait_for(got: &Arc<Mutex<Vec<Value>>>, n: usize, label: &str) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while got.lock().unwrap().len() < n {
-        assert!(tokio::time::Instant::now() < deadline, "{label}: {} of {n} notifications arrived", got.lock().unwrap().len());
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{label}: {} of {n} notifications arrived",
+            got.lock().unwrap().len()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -61,11 +68,16 @@ async fn webhook_to_slack_with_no_storms_and_a_resolution() {
     for db in testing::all().await {
         let (url, got) = slack_sink().await;
         // Checks are skipped to keep the test fast; the run records them as skipped.
-        let config = Config { checkers_skip_all: true, ..Config::default() };
+        let config = Config {
+            checkers_skip_all: true,
+            ..Config::default()
+        };
         let tocsin = Tocsin::new(db.store.clone(), Plugins::from_inventory(), config);
         tocsin
             .store()
-            .write(move |c| store::insert_channel(c, "ops-slack", "slack", &json!({"webhook_url": url}), "ops"))
+            .write(move |c| {
+                store::insert_channel(c, "ops-slack", "slack", &json!({"webhook_url": url}), "ops")
+            })
             .await
             .unwrap();
         let engine = Engine::new(tocsin.clone()).with_poll_interval(Duration::from_millis(50));
@@ -78,28 +90,58 @@ async fn webhook_to_slack_with_no_storms_and_a_resolution() {
 
         let (status, body) = post(&app, FIRING).await;
         assert_eq!(status, StatusCode::ACCEPTED, "{}: {body}", db.label);
-        assert_eq!(body["run_ids"].as_array().unwrap().len(), 2, "{}: one run per new incident: {body}", db.label);
+        assert_eq!(
+            body["run_ids"].as_array().unwrap().len(),
+            2,
+            "{}: one run per new incident: {body}",
+            db.label
+        );
         wait_for(&got, 2, db.label).await;
         let texts: Vec<String> = got.lock().unwrap().iter().map(|m| m.to_string()).collect();
         assert!(texts.iter().all(|t| t.contains("HighMemory")), "{texts:?}");
-        assert!(texts.iter().any(|t| t.contains("web-1")) && texts.iter().any(|t| t.contains("web-2")), "{texts:?}");
+        assert!(
+            texts.iter().any(|t| t.contains("web-1")) && texts.iter().any(|t| t.contains("web-2")),
+            "{texts:?}"
+        );
 
         // The same alerts again: nothing changed, so no run and no message.
         let (_, body) = post(&app, FIRING).await;
         assert_eq!(body["run_ids"], json!([]), "{}: {body}", db.label);
         tokio::time::sleep(Duration::from_millis(400)).await;
-        assert_eq!(got.lock().unwrap().len(), 2, "{}: a re-sent unchanged alert notified", db.label);
+        assert_eq!(
+            got.lock().unwrap().len(),
+            2,
+            "{}: a re-sent unchanged alert notified",
+            db.label
+        );
 
         // web-1 resolves: its incident's run sends the resolution.
         let (_, body) = post(&app, RESOLVED).await;
-        assert_eq!(body["run_ids"].as_array().unwrap().len(), 1, "{}: {body}", db.label);
+        assert_eq!(
+            body["run_ids"].as_array().unwrap().len(),
+            1,
+            "{}: {body}",
+            db.label
+        );
         wait_for(&got, 3, db.label).await;
         let last = got.lock().unwrap()[2].to_string().to_lowercase();
-        assert!(last.contains("resolved") && last.contains("web-1"), "{}: {last}", db.label);
+        assert!(
+            last.contains("resolved") && last.contains("web-1"),
+            "{}: {last}",
+            db.label
+        );
 
-        let runs = db.store.run(|c| store::list_pipeline_runs(c, &Default::default())).await.unwrap();
+        let runs = db
+            .store
+            .run(|c| store::list_pipeline_runs(c, &Default::default()))
+            .await
+            .unwrap();
         assert_eq!(runs.len(), 3);
-        assert!(runs.iter().all(|r| r.status == tocsin_core::domain::PipelineStatus::Notified), "{runs:?}");
+        assert!(
+            runs.iter()
+                .all(|r| r.status == tocsin_core::domain::PipelineStatus::Notified),
+            "{runs:?}"
+        );
         tx.send(true).unwrap();
         for w in workers {
             w.await.unwrap();

@@ -36,7 +36,9 @@ pub struct Broker {
 
 impl std::fmt::Debug for Broker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Broker").field("stream", &self.stream).finish_non_exhaustive()
+        f.debug_struct("Broker")
+            .field("stream", &self.stream)
+            .finish_non_exhaustive()
     }
 }
 
@@ -57,8 +59,12 @@ impl Broker {
 
     /// Connects to a given stream and group (tests isolate themselves this way).
     pub async fn connect_to(url: &str, stream: &str, group: &str) -> Result<Self> {
-        let client = redis::Client::open(url).map_err(|e| Error::invalid_config(format!("TOCSIN_BROKER_URL: {e}")))?;
-        let mut conn = client.get_multiplexed_async_connection().await.map_err(upstream)?;
+        let client = redis::Client::open(url)
+            .map_err(|e| Error::invalid_config(format!("TOCSIN_BROKER_URL: {e}")))?;
+        let mut conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .map_err(upstream)?;
         let created: redis::RedisResult<()> = redis::cmd("XGROUP")
             .arg("CREATE")
             .arg(stream)
@@ -91,14 +97,24 @@ impl Broker {
     /// Announces a queued run.
     pub async fn publish(&self, run_id: &str) -> Result<String> {
         let mut c = self.conn.clone();
-        c.xadd(&self.stream, "*", &[("run_id", run_id)]).await.map_err(upstream)
+        c.xadd(&self.stream, "*", &[("run_id", run_id)])
+            .await
+            .map_err(upstream)
     }
 
     /// A consumer with a connection of its own: a blocking read holds its connection, so it
     /// must not share the one that publishes and acknowledges.
     pub async fn consumer(&self, name: &str) -> Result<Consumer> {
-        let conn = self.client.get_multiplexed_async_connection().await.map_err(upstream)?;
-        Ok(Consumer { broker: self.clone(), conn, name: name.to_owned() })
+        let conn = self
+            .client
+            .get_multiplexed_async_connection()
+            .await
+            .map_err(upstream)?;
+        Ok(Consumer {
+            broker: self.clone(),
+            conn,
+            name: name.to_owned(),
+        })
     }
 
     /// Reads one entry for `consumer` on a fresh connection (see [`Broker::consumer`] to reuse one).
@@ -116,7 +132,9 @@ pub struct Consumer {
 
 impl std::fmt::Debug for Consumer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Consumer").field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("Consumer")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
@@ -145,8 +163,16 @@ impl Consumer {
             .group(&b.group, consumer)
             .count(1)
             .block(usize::try_from(block.as_millis()).unwrap_or(1000).max(1));
-        let reply: Option<StreamReadReply> = c.xread_options(&[&b.stream], &[">"], &opts).await.map_err(upstream)?;
-        Ok(reply.and_then(|r| r.keys.into_iter().flat_map(|k| k.ids).find_map(|e| delivery(&e))))
+        let reply: Option<StreamReadReply> = c
+            .xread_options(&[&b.stream], &[">"], &opts)
+            .await
+            .map_err(upstream)?;
+        Ok(reply.and_then(|r| {
+            r.keys
+                .into_iter()
+                .flat_map(|k| k.ids)
+                .find_map(|e| delivery(&e))
+        }))
     }
 }
 
@@ -154,14 +180,22 @@ impl Broker {
     /// Acknowledges a delivery.
     pub async fn ack(&self, d: &Delivery) -> Result<()> {
         let mut c = self.conn.clone();
-        let _: i64 = c.xack(&self.stream, &self.group, &[&d.entry_id]).await.map_err(upstream)?;
+        let _: i64 = c
+            .xack(&self.stream, &self.group, &[&d.entry_id])
+            .await
+            .map_err(upstream)?;
         Ok(())
     }
 
     /// Entries delivered but not yet acknowledged.
     pub async fn pending(&self) -> Result<i64> {
         let mut c = self.conn.clone();
-        let reply: redis::Value = redis::cmd("XPENDING").arg(&self.stream).arg(&self.group).query_async(&mut c).await.map_err(upstream)?;
+        let reply: redis::Value = redis::cmd("XPENDING")
+            .arg(&self.stream)
+            .arg(&self.group)
+            .query_async(&mut c)
+            .await
+            .map_err(upstream)?;
         match reply {
             redis::Value::Array(items) => match items.first() {
                 Some(redis::Value::Int(n)) => Ok(*n),
@@ -174,5 +208,8 @@ impl Broker {
 
 fn delivery(e: &redis::streams::StreamId) -> Option<Delivery> {
     let run_id: String = e.get("run_id")?;
-    Some(Delivery { entry_id: e.id.clone(), run_id })
+    Some(Delivery {
+        entry_id: e.id.clone(),
+        run_id,
+    })
 }

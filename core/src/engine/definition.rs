@@ -383,10 +383,10 @@ fn find_cycle(nodes: &[Node], edges: &BTreeMap<&str, Vec<&str>>) -> Option<Vec<S
     }
     let mut marks: BTreeMap<&str, Mark> = BTreeMap::new();
     for n in nodes {
-        if marks.get(n.id.as_str()).copied().unwrap_or(Mark::New) == Mark::New {
-            if let Some(c) = visit(n.id.as_str(), edges, &mut marks, &mut Vec::new()) {
-                return Some(c);
-            }
+        if marks.get(n.id.as_str()).copied().unwrap_or(Mark::New) == Mark::New
+            && let Some(c) = visit(n.id.as_str(), edges, &mut marks, &mut Vec::new())
+        {
+            return Some(c);
         }
     }
     None

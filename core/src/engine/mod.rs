@@ -385,7 +385,11 @@ impl Engine {
     }
 
     #[cfg(feature = "redis-broker")]
-    async fn run_broker_worker(&self, b: broker::Broker, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    async fn run_broker_worker(
+        &self,
+        b: broker::Broker,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
         let mut last_poll = tokio::time::Instant::now();
         let mut consumer = loop {
             match b.consumer(&self.worker_id).await {
@@ -415,7 +419,9 @@ impl Engine {
                         }
                         // Not due (retry backoff) or held by another worker: the database queue has it.
                         Ok(None) => {}
-                        Err(e) => tracing::warn!(error = %e, "Could not claim a broker-delivered run."),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "Could not claim a broker-delivered run.")
+                        }
                     }
                     if let Err(e) = b.ack(&d).await {
                         tracing::warn!(error = %e, "Could not acknowledge a broker delivery.");
@@ -572,7 +578,9 @@ impl Engine {
                     .set((
                         stage_executions::status.eq(StageStatus::Failed.as_str()),
                         stage_executions::error_type.eq(Some("abandoned")),
-                        stage_executions::error_message.eq(Some("the worker running this attempt stopped before it finished")),
+                        stage_executions::error_message.eq(Some(
+                            "the worker running this attempt stopped before it finished",
+                        )),
                         stage_executions::error_retryable.eq(true),
                         stage_executions::completed_at.eq(Some(now())),
                     ))

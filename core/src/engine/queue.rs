@@ -30,7 +30,7 @@ pub fn claim(
     // Always bound (null for "any run"): both backends reject parameters the SQL does not use.
     let by_id = " AND ({run} IS NULL OR run_id = {run})";
     let sql = match conn {
-        AnyConnection::Postgres(_) => 
+        AnyConnection::Postgres(_) =>
             format!(
                 "UPDATE pipeline_runs SET status = 'processing', lease_owner = $1, lease_expires_at = $2, \
                  updated_at = $3, attempts = attempts + 1, started_at = COALESCE(started_at, $3) \
@@ -39,7 +39,7 @@ pub fn claim(
             )
             .replace("{now}", "$3")
             .replace("{run}", "$4"),
-        AnyConnection::Sqlite(_) => 
+        AnyConnection::Sqlite(_) =>
             format!(
                 "UPDATE pipeline_runs SET status = 'processing', lease_owner = ?1, lease_expires_at = ?2, \
                  updated_at = ?3, attempts = attempts + 1, started_at = COALESCE(started_at, ?3) \

@@ -15,10 +15,16 @@ use crate::domain::{Alert, AlertStatus, Incident, IncidentStatus, Labels, Severi
 use crate::error::{Error, Result};
 
 /// The newest incident with this grouping key that is still open or acknowledged.
-pub fn find_active_incident_by_group(conn: &mut AnyConnection, group_key: &str) -> Result<Option<Incident>> {
+pub fn find_active_incident_by_group(
+    conn: &mut AnyConnection,
+    group_key: &str,
+) -> Result<Option<Incident>> {
     incidents::table
         .filter(incidents::group_key.eq(group_key))
-        .filter(incidents::status.eq_any([IncidentStatus::Open.as_str(), IncidentStatus::Acknowledged.as_str()]))
+        .filter(incidents::status.eq_any([
+            IncidentStatus::Open.as_str(),
+            IncidentStatus::Acknowledged.as_str(),
+        ]))
         .order((incidents::created_at.desc(), incidents::id.desc()))
         .select(incidents::all_columns)
         .first::<IncidentRow>(conn)
@@ -90,12 +96,18 @@ fn get_alert_row(conn: &mut AnyConnection, id: i64) -> Result<Alert> {
 
 /// Stamps an alert's `updated_at` and nothing else (an identical re-send).
 pub fn touch_alert(conn: &mut AnyConnection, id: i64) -> Result<()> {
-    diesel::update(alerts::table.find(id)).set(alerts::updated_at.eq(now())).execute(conn)?;
+    diesel::update(alerts::table.find(id))
+        .set(alerts::updated_at.eq(now()))
+        .execute(conn)?;
     Ok(())
 }
 
 /// How many alerts of an incident are firing, leaving out one alert (the one being resolved).
-pub fn count_firing_alerts(conn: &mut AnyConnection, incident_id: i64, except_alert: Option<i64>) -> Result<i64> {
+pub fn count_firing_alerts(
+    conn: &mut AnyConnection,
+    incident_id: i64,
+    except_alert: Option<i64>,
+) -> Result<i64> {
     let mut q = alerts::table
         .filter(alerts::incident_id.eq(incident_id))
         .filter(alerts::status.eq(AlertStatus::Firing.as_str()))
@@ -107,18 +119,29 @@ pub fn count_firing_alerts(conn: &mut AnyConnection, incident_id: i64, except_al
 }
 
 /// Sets an incident's severity and stamps `updated_at` (the caller records the event).
-pub fn set_incident_severity(conn: &mut AnyConnection, incident_id: i64, severity: Severity) -> Result<()> {
+pub fn set_incident_severity(
+    conn: &mut AnyConnection,
+    incident_id: i64,
+    severity: Severity,
+) -> Result<()> {
     let n = diesel::update(incidents::table.find(incident_id))
-        .set((incidents::severity.eq(severity.as_str()), incidents::updated_at.eq(now())))
+        .set((
+            incidents::severity.eq(severity.as_str()),
+            incidents::updated_at.eq(now()),
+        ))
         .execute(conn)?;
     if n == 0 {
-        return Err(Error::not_found(format!("incident {incident_id} not found")));
+        return Err(Error::not_found(format!(
+            "incident {incident_id} not found"
+        )));
     }
     Ok(())
 }
 
 /// Stamps an incident's `updated_at`.
 pub fn touch_incident(conn: &mut AnyConnection, incident_id: i64) -> Result<()> {
-    diesel::update(incidents::table.find(incident_id)).set(incidents::updated_at.eq(now())).execute(conn)?;
+    diesel::update(incidents::table.find(incident_id))
+        .set(incidents::updated_at.eq(now()))
+        .execute(conn)?;
     Ok(())
 }

@@ -38,7 +38,12 @@ pub fn snapshot(c: &mut AnyConnection) -> Result<Snapshot> {
         .load::<(String, i64)>(c)?;
     let stages = stage_executions::table
         .group_by((stage_executions::stage, stage_executions::status))
-        .select((stage_executions::stage, stage_executions::status, count_star(), sum(stage_executions::duration_ms)))
+        .select((
+            stage_executions::stage,
+            stage_executions::status,
+            count_star(),
+            sum(stage_executions::duration_ms),
+        ))
         .load::<(String, String, i64, Option<f64>)>(c)?
         .into_iter()
         .map(|(s, st, n, ms)| (s, st, n, ms.unwrap_or(0.0)))
@@ -48,11 +53,20 @@ pub fn snapshot(c: &mut AnyConnection) -> Result<Snapshot> {
         .select((deliveries::driver, deliveries::status, count_star()))
         .load::<(String, String, i64)>(c)?;
     let (queue_depth, oldest_pending_seconds) = crate::engine::queue::depth(c)?;
-    Ok(Snapshot { alerts, runs, stages, deliveries, queue_depth, oldest_pending_seconds })
+    Ok(Snapshot {
+        alerts,
+        runs,
+        stages,
+        deliveries,
+        queue_depth,
+        oldest_pending_seconds,
+    })
 }
 
 fn label(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 impl Snapshot {
@@ -60,11 +74,22 @@ impl Snapshot {
     pub fn to_prometheus(&self) -> String {
         use std::fmt::Write;
         let mut o = String::new();
-        let _ = writeln!(o, "# HELP tocsin_alerts Stored alerts by source and status.\n# TYPE tocsin_alerts gauge");
+        let _ = writeln!(
+            o,
+            "# HELP tocsin_alerts Stored alerts by source and status.\n# TYPE tocsin_alerts gauge"
+        );
         for (src, st, n) in &self.alerts {
-            let _ = writeln!(o, "tocsin_alerts{{source=\"{}\",status=\"{}\"}} {n}", label(src), label(st));
+            let _ = writeln!(
+                o,
+                "tocsin_alerts{{source=\"{}\",status=\"{}\"}} {n}",
+                label(src),
+                label(st)
+            );
         }
-        let _ = writeln!(o, "# HELP tocsin_pipeline_runs Pipeline runs by status.\n# TYPE tocsin_pipeline_runs gauge");
+        let _ = writeln!(
+            o,
+            "# HELP tocsin_pipeline_runs Pipeline runs by status.\n# TYPE tocsin_pipeline_runs gauge"
+        );
         for (st, n) in &self.runs {
             let _ = writeln!(o, "tocsin_pipeline_runs{{status=\"{}\"}} {n}", label(st));
         }
@@ -74,19 +99,41 @@ impl Snapshot {
         );
         for (stage, st, n, ms) in &self.stages {
             let (stage, st) = (label(stage), label(st));
-            let _ = writeln!(o, "tocsin_stage_duration_seconds_sum{{stage=\"{stage}\",status=\"{st}\"}} {}", ms / 1000.0);
-            let _ = writeln!(o, "tocsin_stage_duration_seconds_count{{stage=\"{stage}\",status=\"{st}\"}} {n}");
+            let _ = writeln!(
+                o,
+                "tocsin_stage_duration_seconds_sum{{stage=\"{stage}\",status=\"{st}\"}} {}",
+                ms / 1000.0
+            );
+            let _ = writeln!(
+                o,
+                "tocsin_stage_duration_seconds_count{{stage=\"{stage}\",status=\"{st}\"}} {n}"
+            );
         }
-        let _ = writeln!(o, "# HELP tocsin_queue_depth Runs waiting for a worker.\n# TYPE tocsin_queue_depth gauge");
+        let _ = writeln!(
+            o,
+            "# HELP tocsin_queue_depth Runs waiting for a worker.\n# TYPE tocsin_queue_depth gauge"
+        );
         let _ = writeln!(o, "tocsin_queue_depth {}", self.queue_depth);
         let _ = writeln!(
             o,
             "# HELP tocsin_queue_oldest_pending_seconds Age of the oldest waiting run.\n# TYPE tocsin_queue_oldest_pending_seconds gauge"
         );
-        let _ = writeln!(o, "tocsin_queue_oldest_pending_seconds {}", self.oldest_pending_seconds.unwrap_or(0.0));
-        let _ = writeln!(o, "# HELP tocsin_deliveries Delivery attempts by driver and outcome.\n# TYPE tocsin_deliveries gauge");
+        let _ = writeln!(
+            o,
+            "tocsin_queue_oldest_pending_seconds {}",
+            self.oldest_pending_seconds.unwrap_or(0.0)
+        );
+        let _ = writeln!(
+            o,
+            "# HELP tocsin_deliveries Delivery attempts by driver and outcome.\n# TYPE tocsin_deliveries gauge"
+        );
         for (d, st, n) in &self.deliveries {
-            let _ = writeln!(o, "tocsin_deliveries{{driver=\"{}\",status=\"{}\"}} {n}", label(d), label(st));
+            let _ = writeln!(
+                o,
+                "tocsin_deliveries{{driver=\"{}\",status=\"{}\"}} {n}",
+                label(d),
+                label(st)
+            );
         }
         o
     }

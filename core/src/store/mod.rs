@@ -10,10 +10,10 @@
 //! process are serialised by a mutex: SQLite allows one writer at a time anyway, and waiting on a
 //! mutex is cheaper and fairer than spinning on `SQLITE_BUSY`.
 
-pub mod ingest;
 pub mod checks;
-mod records;
+pub mod ingest;
 pub mod metrics;
+mod records;
 pub mod rows;
 pub mod schema;
 pub mod testing;
@@ -271,11 +271,10 @@ impl Store {
     {
         let lock = self.write_lock.clone();
         self.run(move |conn| {
-            let _guard = match &lock {
-                // A poisoned lock only means another writer panicked; the database itself is intact.
-                Some(l) => Some(l.lock().unwrap_or_else(|p| p.into_inner())),
-                None => None,
-            };
+            // A poisoned lock only means another writer panicked; the database itself is intact.
+            let _guard = lock
+                .as_ref()
+                .map(|l| l.lock().unwrap_or_else(|p| p.into_inner()));
             conn.transaction(|c| f(c))
         })
         .await

@@ -28,8 +28,8 @@ use tocsin_core::plugin::{IngestorDescriptor, ParsedPayload, Plugins};
 use tocsin_core::{Error, ErrorKind, Result};
 
 pub mod body;
-pub mod pipeline;
 pub(crate) mod common;
+pub mod pipeline;
 pub mod service;
 pub mod signature;
 pub mod stage;

@@ -18,7 +18,10 @@ use crate::service::{HookFactory, IncidentChange, IncidentChangeKind, TxHook};
 pub fn starts_run(kind: IncidentChangeKind) -> bool {
     matches!(
         kind,
-        IncidentChangeKind::Created | IncidentChangeKind::Escalated | IncidentChangeKind::Refired | IncidentChangeKind::Resolved
+        IncidentChangeKind::Created
+            | IncidentChangeKind::Escalated
+            | IncidentChangeKind::Refired
+            | IncidentChangeKind::Resolved
     )
 }
 
@@ -28,7 +31,10 @@ pub fn enqueue_hook(tocsin: Tocsin, definition: Option<String>) -> TxHook {
         let mut ids = Vec::new();
         for change in changes.iter().filter(|c| starts_run(c.kind)) {
             let mut extra = Map::new();
-            extra.insert("incident_change".to_owned(), serde_json::to_value(change.kind).unwrap_or(Value::Null));
+            extra.insert(
+                "incident_change".to_owned(),
+                serde_json::to_value(change.kind).unwrap_or(Value::Null),
+            );
             let submit = Submit {
                 definition: definition.clone(),
                 source: change.source.clone(),
@@ -46,7 +52,9 @@ pub fn enqueue_hook(tocsin: Tocsin, definition: Option<String>) -> TxHook {
 
 /// The factory adapters keep in their state: one [`enqueue_hook`] per request.
 pub fn hook_factory(tocsin: Tocsin, definition: Option<String>) -> HookFactory {
-    HookFactory(Arc::new(move || enqueue_hook(tocsin.clone(), definition.clone())))
+    HookFactory(Arc::new(move || {
+        enqueue_hook(tocsin.clone(), definition.clone())
+    }))
 }
 
 /// After the ingest transaction committed: announces its runs to the workers, or, in eager mode
@@ -75,7 +83,8 @@ pub async fn ingest_alerts_and_run(
 ) -> tocsin_core::Result<crate::service::IngestOutcome> {
     let tocsin = engine.tocsin().clone();
     let hook = enqueue_hook(tocsin.clone(), None);
-    let outcome = crate::service::ingest_alerts(&tocsin, source, alerts, trace_id, Some(hook)).await?;
+    let outcome =
+        crate::service::ingest_alerts(&tocsin, source, alerts, trace_id, Some(hook)).await?;
     dispatch(engine, &outcome.run_ids).await?;
     Ok(outcome)
 }

@@ -453,10 +453,12 @@ fn print_summary(run: &PipelineRun, execs: &[StageExecution]) {
             .map(|i| i.to_string())
             .unwrap_or_else(|| "none".into())
     );
-    if let Some(err) = &run.last_error_message {
-        if run.status == PipelineStatus::Failed {
-            println!("Error: {err}");
-        }
+    if let Some(err) = run
+        .last_error_message
+        .as_ref()
+        .filter(|_| run.status == PipelineStatus::Failed)
+    {
+        println!("Error: {err}");
     }
 }
 
