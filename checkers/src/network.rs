@@ -10,8 +10,8 @@
 //! is not measured (and if no host could be measured at all, the check is `unknown`).
 //!
 //! Options (all optional): `warning_threshold` (70), `critical_threshold` (50), `hosts`
-//! (`["8.8.8.8", "1.1.1.1"]`; `example.org:443`, `[::1]:22`, `10.0.0.1`), `timeout` (seconds per
-//! host, 2).
+//! (none by default, which reports `ok` with "no hosts configured"; for example `example.org:443`,
+//! `[::1]:22`, `10.0.0.1`), `timeout` (seconds per host, 2).
 
 mod icmp;
 
@@ -41,7 +41,7 @@ pub struct NetworkOptions {
     pub warning_threshold: Option<f64>,
     /// Reachable percent below which the check is critical. Default 50.
     pub critical_threshold: Option<f64>,
-    /// Targets: `host:port` (TCP connect) or a bare host (ICMP echo). Default `["8.8.8.8", "1.1.1.1"]`.
+    /// Targets: `host:port` (TCP connect) or a bare host (ICMP echo). Default none.
     pub hosts: Option<Vec<String>>,
     /// Seconds to wait for each host, 0.05 to 30. Default 2.
     pub timeout: Option<f64>,
@@ -406,9 +406,9 @@ impl NetworkChecker {
             opts.critical_threshold.unwrap_or(50.0),
             Direction::LowerIsWorse,
         )?;
-        let hosts = opts
-            .hosts
-            .unwrap_or_else(|| vec!["8.8.8.8".to_owned(), "1.1.1.1".to_owned()]);
+        // No default targets: probing somebody's public resolvers from every installation (and
+        // every test run) is traffic nobody asked for. Operators name their own hosts.
+        let hosts = opts.hosts.unwrap_or_default();
         if hosts.len() > 256 {
             return Err(Error::invalid_config(format!(
                 "{NAME}: at most 256 hosts, got {}",
@@ -475,7 +475,7 @@ fn build(config: &Value, _: &BuildContext) -> Result<Arc<dyn Checker>> {
 const DESCRIPTOR: CheckerDescriptor = CheckerDescriptor {
     name: NAME,
     description: "Reachable share of hosts: TCP connect for host:port, ICMP echo for a bare host.",
-    config_example: r#"{"warning_threshold": 70, "critical_threshold": 50, "hosts": ["8.8.8.8", "example.org:443"], "timeout": 2}"#,
+    config_example: r#"{"warning_threshold": 70, "critical_threshold": 50, "hosts": ["gateway.internal", "db.internal:5432"], "timeout": 2}"#,
     build,
 };
 

@@ -469,6 +469,12 @@ async fn redis_broker_delivers_runs_to_workers_and_reclaims_stale_entries() {
         }
 
         // A consumer that read an entry and died: a live one takes it over once it is stale.
+        // (A stream of its own: the stopped workers' last blocking reads may still be pending
+        // on the server for a moment and would take the entry.)
+        let broker = Broker::connect_to(&url, &format!("{stream}-stale-{}", db.label), &group)
+            .await
+            .unwrap()
+            .with_stale_after(Duration::from_millis(1000));
         let entry = broker.publish("some-run").await.unwrap();
         let dead = broker
             .next("dead-consumer", Duration::from_millis(100))

@@ -49,3 +49,64 @@ fn a_users_own_drivers_sit_beside_the_built_in_ones() {
     assert!(p.ingestors.get("acme").is_ok());
     assert!(p.notifiers.get("append-file").is_ok());
 }
+
+#[test]
+fn every_driver_of_every_default_feature_is_registered() {
+    let p = Plugins::from_inventory();
+    let has = |names: Vec<&str>, want: &[&str], kind: &str| {
+        for w in want {
+            assert!(
+                names.contains(w),
+                "{kind} {w:?} is not registered; registered: {names:?}"
+            );
+        }
+    };
+    has(
+        p.ingestors.names(),
+        &[
+            "alertmanager",
+            "datadog",
+            "generic",
+            "grafana",
+            "newrelic",
+            "opsgenie",
+            "pagerduty",
+            "zabbix",
+        ],
+        "ingest driver",
+    );
+    has(
+        p.checkers.names(),
+        &["cpu", "disk", "memory", "network", "process"],
+        "checker",
+    );
+    has(p.providers.names(), &["local", "openai"], "provider");
+    has(
+        p.notifiers.names(),
+        &["console", "email", "pagerduty", "slack", "webhook"],
+        "notify driver",
+    );
+    has(
+        p.stages.names(),
+        &["context", "ingest", "intelligence", "notify"],
+        "stage",
+    );
+}
+
+#[test]
+fn register_all_builds_the_same_registry_by_hand() {
+    let mut by_hand = Plugins::empty();
+    tocsin_ingest::register_all(&mut by_hand);
+    tocsin_checkers::register_all(&mut by_hand);
+    tocsin_providers::register_all(&mut by_hand);
+    tocsin_notify::register_all(&mut by_hand);
+    let linked = Plugins::from_inventory();
+    for name in by_hand.ingestors.names() {
+        assert!(linked.ingestors.get(name).is_ok(), "{name}");
+    }
+    assert_eq!(by_hand.ingestors.names().len(), 8);
+    assert_eq!(by_hand.checkers.names().len(), 5);
+    assert_eq!(by_hand.providers.names().len(), 2);
+    assert_eq!(by_hand.notifiers.names().len(), 5);
+    assert!(by_hand.ingestors.duplicates().is_empty() && by_hand.notifiers.duplicates().is_empty());
+}

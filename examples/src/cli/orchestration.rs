@@ -311,7 +311,9 @@ async fn run_pipeline(args: RunArgs, app: &App) -> anyhow::Result<ExitCode> {
         if channels.is_empty() {
             let mut d = Definition::default_pipeline();
             for n in d.nodes.iter_mut().filter(|n| n.kind == "notify") {
-                n.config = json!({"driver": "console"});
+                // With --json, standard output carries the JSON document alone.
+                let stream = if args.json { "stderr" } else { "stdout" };
+                n.config = json!({"driver": "console", "config": {"stream": stream}});
             }
             definition = Some(d);
         }
