@@ -98,7 +98,7 @@ async fn four_worker_processes_run_a_thousand_queued_runs_exactly_once_on_postgr
     let workers: Vec<Child> = (0..4).map(|_| worker(&db.url, 30)).collect();
     let deadline = Instant::now() + Duration::from_secs(240);
     loop {
-        let (depth, _) = db.store.run(|c| engine::queue::depth(c)).await.unwrap();
+        let (depth, _) = db.store.run(engine::queue::depth).await.unwrap();
         let processing = db
             .store
             .run(|c| {
