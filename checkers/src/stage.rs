@@ -81,7 +81,16 @@ impl Stage for ContextStage {
                 _ => e,
             })?;
         let summary = run::summarize(&results);
-        Ok(json!({ "checks": results, "summary": summary }))
+        let mut out = json!({ "checks": results, "summary": summary });
+        // Every checker skipped by a skip control: the engine records the node as skipped.
+        if !results.is_empty() && results.iter().all(|r| r.skipped) {
+            let reason = results
+                .first()
+                .and_then(|r| run::skip_reason(ctx.tocsin.config(), &r.checker))
+                .unwrap_or_else(|| "every checker was skipped".to_owned());
+            out["skip_reason"] = json!(reason);
+        }
+        Ok(out)
     }
 }
 

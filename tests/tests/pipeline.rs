@@ -131,17 +131,51 @@ async fn webhook_to_slack_with_no_storms_and_a_resolution() {
             db.label
         );
 
-        let runs = db
-            .store
-            .run(|c| store::list_pipeline_runs(c, &Default::default()))
-            .await
-            .unwrap();
+        // The sink has the message; the run records its completion right after.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let runs = loop {
+            let runs = db
+                .store
+                .run(|c| store::list_pipeline_runs(c, &Default::default()))
+                .await
+                .unwrap();
+            if runs.iter().all(|r| r.completed_at.is_some())
+                || tokio::time::Instant::now() > deadline
+            {
+                break runs;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
         assert_eq!(runs.len(), 3);
         assert!(
             runs.iter()
                 .all(|r| r.status == tocsin_core::domain::PipelineStatus::Notified),
             "{runs:?}"
         );
+        // The skip control is recorded on the node, with its reason.
+        let pk = runs[0].id;
+        let execs = db
+            .store
+            .run(move |c| store::list_stage_executions(c, pk))
+            .await
+            .unwrap();
+        let context = execs.iter().find(|e| e.node_id == "context").unwrap();
+        assert_eq!(
+            context.status,
+            tocsin_core::domain::StageStatus::Skipped,
+            "{}",
+            db.label
+        );
+        assert!(
+            context
+                .skip_reason
+                .as_deref()
+                .unwrap_or("")
+                .contains("CHECKERS_SKIP_ALL"),
+            "{context:?}"
+        );
+        let ingest = execs.iter().find(|e| e.node_id == "ingest").unwrap();
+        assert_eq!(ingest.status, tocsin_core::domain::StageStatus::Succeeded);
         tx.send(true).unwrap();
         for w in workers {
             w.await.unwrap();

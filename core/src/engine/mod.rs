@@ -513,6 +513,14 @@ impl Engine {
             if let Some(done) = execs.clone().find(|e| e.status == StageStatus::Succeeded) {
                 merge_output(&mut state, &node.id, &done.output_snapshot);
             } else if let Some(skipped) = execs.find(|e| e.status == StageStatus::Skipped) {
+                // A node skipped by a skip control still produced output (skipped checks...).
+                if skipped
+                    .output_snapshot
+                    .as_object()
+                    .is_some_and(|o| !o.is_empty())
+                {
+                    merge_output(&mut state, &node.id, &skipped.output_snapshot);
+                }
                 note_skip(
                     &mut state,
                     &node.id,
@@ -628,7 +636,16 @@ impl Engine {
                         json!({ "value": output })
                     };
                     merge_output(&mut state, &node.id, &output);
-                    let status = definition::status_after(&node.kind);
+                    // A stage that did nothing because of a skip control says so: recorded as
+                    // skipped with its reason, its output still handed on.
+                    let skip_reason = output
+                        .get("skip_reason")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned);
+                    let (exec_status, status) = match &skip_reason {
+                        Some(_) => (StageStatus::Skipped, None),
+                        None => (StageStatus::Succeeded, definition::status_after(&node.kind)),
+                    };
                     let snap = bound(&output);
                     let exec_id = started.id;
                     current = store
@@ -636,10 +653,10 @@ impl Engine {
                             finish_execution(
                                 c,
                                 exec_id,
-                                StageStatus::Succeeded,
+                                exec_status,
                                 &snap,
                                 None,
-                                None,
+                                skip_reason.as_deref(),
                                 ms,
                             )?;
                             if let Some(s) = status {

@@ -224,12 +224,22 @@ impl Stage for NotifyStage {
         if let Some(e) = outcome.first_error() {
             return Err(e);
         }
-        Ok(json!({
+        let mut out = json!({
             "deliveries": outcome.deliveries,
             "notified": outcome.notified,
             "failed": outcome.failed,
             "skipped": outcome.skipped,
-        }))
+        });
+        // Nothing was sent because of a skip control or a missing channel: the engine records
+        // the node as skipped with this reason (the skipped delivery is recorded too).
+        if outcome.skipped && outcome.notified == 0 && outcome.failed == 0 {
+            out["skip_reason"] = json!(if tocsin.config().notify_skip_all {
+                "NOTIFY_SKIP_ALL is set"
+            } else {
+                "no notification channel is configured"
+            });
+        }
+        Ok(out)
     }
 }
 
