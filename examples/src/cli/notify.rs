@@ -6,7 +6,7 @@
 //! driver's config (a flag that does not apply to the chosen driver is an error, never ignored);
 //! flags override `--json-config`, which overrides a channel's stored config.
 //!
-//! A channel's config is given with `--json-config JSON` (`channels add`, `channels update`): the
+//! A channel's config is given with `--json-config JSON` (or `--config JSON`) (`channels add`, `channels update`): the
 //! name `--config` belongs to the global config-file option.
 
 use std::process::ExitCode;
@@ -48,9 +48,13 @@ pub enum ChannelsCommand {
         /// Driver (see `tocsin list-notify-drivers`).
         #[arg(long)]
         driver: String,
-        /// Driver config as a JSON object. (`--config` is taken: it is the global config-file
-        /// option.)
-        #[arg(long = "json-config", id = "json_config", value_name = "JSON")]
+        /// Driver config as a JSON object (`--config` works too).
+        #[arg(
+            long = "json-config",
+            id = "json_config",
+            value_name = "JSON",
+            visible_alias = "config"
+        )]
         config: String,
         /// Description.
         #[arg(long, default_value = "")]
@@ -72,7 +76,12 @@ pub enum ChannelsCommand {
         /// Channel name.
         name: String,
         /// New driver config as a JSON object.
-        #[arg(long = "json-config", id = "json_config", value_name = "JSON")]
+        #[arg(
+            long = "json-config",
+            id = "json_config",
+            value_name = "JSON",
+            visible_alias = "config"
+        )]
         config: Option<String>,
         /// New description.
         #[arg(long)]
