@@ -78,6 +78,11 @@ async fn run(
     } else {
         parse_json(&bytes)?
     };
+    let roots = state
+        .extension::<tocsin_providers::OperatorConfig>()
+        .unwrap_or_else(tocsin_providers::OperatorConfig::strict_from_env)
+        .roots();
+    check_disk_paths(&body.options, &roots)?;
     let trace_id = trace.map(|Extension(TraceId(t))| t).unwrap_or_else(new_id);
     let req = CheckRequest {
         names: body.checkers,
@@ -91,6 +96,32 @@ async fn run(
         "summary": summary,
         "trace_id": trace_id,
     })))
+}
+
+/// Disk paths named by a request body must lie under `TOCSIN_ANALYZE_ROOTS` (the same roots as the
+/// disk analysis), so a caller cannot probe arbitrary places; the operator's defaults are not
+/// limited. The check is lexical: it reveals nothing about paths outside the roots.
+fn check_disk_paths(options: &Value, roots: &[std::path::PathBuf]) -> Result<(), ApiError> {
+    let Some(paths) = options
+        .get("disk")
+        .and_then(|d| d.get("paths"))
+        .and_then(Value::as_array)
+    else {
+        return Ok(());
+    };
+    for p in paths {
+        let path = p.as_str().unwrap_or_default();
+        let clean = std::path::Path::new(path);
+        let escapes = clean
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir));
+        if !clean.is_absolute() || escapes || !roots.iter().any(|r| clean.starts_with(r)) {
+            return Err(ApiError::bad_request(format!(
+                "disk path {path:?} is not allowed over HTTP: paths must be absolute and lie under TOCSIN_ANALYZE_ROOTS"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Query of `GET /checks/runs/`.

@@ -13,11 +13,13 @@ use tocsin_http::{AppState, router};
 use tower::ServiceExt;
 
 fn state(db: &testing::TestDb, config: Config) -> AppState {
+    // Disk paths in request bodies must lie under the operator's roots: here, all of `/`.
     AppState::new(Tocsin::new(
         db.store.clone(),
         Plugins::from_inventory(),
         config,
     ))
+    .with_extension(tocsin_providers::OperatorConfig::new().with_roots(vec!["/".into()]))
 }
 
 async fn call(state: &AppState, method: &str, uri: &str, body: &str) -> (StatusCode, Value) {
@@ -152,7 +154,10 @@ async fn bad_requests_are_clean_errors() {
     )
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
-    assert_eq!(v["error"]["kind"], "invalid_config");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("relative"),
+        "{v}"
+    );
     let (status, v) = call(&s, "POST", "/checks/run/", r#"{"checkerz": []}"#).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
     let (status, _) = call(&s, "POST", "/checks/run/", "{not json").await;
@@ -167,4 +172,30 @@ async fn bad_requests_are_clean_errors() {
         .await
         .unwrap();
     assert!(runs.is_empty(), "nothing ran");
+}
+
+#[tokio::test]
+async fn disk_paths_from_a_request_must_lie_under_the_configured_roots() {
+    let db = testing::sqlite().await;
+    let s = AppState::new(Tocsin::new(
+        db.store.clone(),
+        Plugins::from_inventory(),
+        Config::default(),
+    ))
+    .with_extension(tocsin_providers::OperatorConfig::new().with_roots(vec!["/tmp".into()]));
+    for path in ["/etc", "/tmp/../etc"] {
+        let body = json!({"checkers": ["disk"], "options": {"disk": {"paths": [path]}}});
+        let (status, v) = call(&s, "POST", "/checks/run/", &body.to_string()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("TOCSIN_ANALYZE_ROOTS"),
+            "{v}"
+        );
+    }
+    let body = json!({"checkers": ["disk"], "options": {"disk": {"paths": ["/tmp"]}}});
+    let (status, v) = call(&s, "POST", "/checks/run/", &body.to_string()).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
 }
