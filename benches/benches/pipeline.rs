@@ -14,7 +14,7 @@ use tocsin_core::engine::{self, Engine, Submit};
 use tocsin_core::plugin::Plugins;
 use tocsin_core::store::{self, testing};
 use tocsin_core::{Config, Tocsin};
-use tokio::sync::Notify;
+use tokio::sync::{Mutex, mpsc};
 use tower::ServiceExt;
 
 use tocsin_checkers as _;
@@ -24,16 +24,17 @@ use tocsin_providers as _;
 const FIRING: &str =
     include_str!("../../drivers/ingest/fixtures/alertmanager/firing-two-alerts.json");
 
-/// A local HTTP sink that signals every body it receives.
-async fn sink() -> (String, Arc<Notify>) {
-    let got = Arc::new(Notify::new());
-    let g = got.clone();
+/// A local HTTP sink that signals every body it receives (a channel, not a `Notify`: two
+/// notifications that arrive before anyone waits must count twice).
+async fn sink() -> (String, Arc<Mutex<mpsc::UnboundedReceiver<()>>>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let got = Arc::new(Mutex::new(rx));
     let app = axum::Router::new().route(
         "/hook",
         axum::routing::post(move || {
-            let g = g.clone();
+            let tx = tx.clone();
             async move {
-                g.notify_one();
+                let _ = tx.send(());
                 "ok"
             }
         }),
@@ -104,8 +105,9 @@ fn latency(
                     let res = app.oneshot(req).await.unwrap();
                     assert_eq!(res.status(), 202);
                     // Two incidents, two notifications.
-                    got.notified().await;
-                    got.notified().await;
+                    let mut rx = got.lock().await;
+                    rx.recv().await;
+                    rx.recv().await;
                 }
             })
         },
