@@ -293,7 +293,12 @@ fn run_json(cmd: &mut Command) -> (bool, Value, String) {
 fn run_pipeline_sample_goes_end_to_end_on_a_fresh_database() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("t.db").display());
-    let (ok, v, out) = run_json(tocsin_cmd(&url).args(["run-pipeline", "--sample", "--json"]));
+    // The real checks run here (no skip control): every stage does its work.
+    let (ok, v, out) = run_json(tocsin_cmd(&url).env_remove("CHECKERS_SKIP_ALL").args([
+        "run-pipeline",
+        "--sample",
+        "--json",
+    ]));
     assert!(ok, "{out}");
     assert_eq!(v["run"]["status"], "notified", "{out}");
     let nodes: Vec<_> = v["stages"]
