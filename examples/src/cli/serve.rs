@@ -57,6 +57,15 @@ pub async fn engine(app: &App, tocsin: Tocsin) -> anyhow::Result<Engine> {
     }
 }
 
+/// The stored definition that webhook-ingested incidents run (`TOCSIN_WEBHOOK_DEFINITION`);
+/// unset or empty: the default pipeline.
+fn webhook_definition() -> Option<String> {
+    std::env::var("TOCSIN_WEBHOOK_DEFINITION")
+        .ok()
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+}
+
 /// Runs the server until SIGINT or SIGTERM.
 pub async fn run(args: ServeArgs, app: &App) -> anyhow::Result<ExitCode> {
     let tocsin = app.tocsin().await?;
@@ -69,7 +78,10 @@ pub async fn run(args: ServeArgs, app: &App) -> anyhow::Result<ExitCode> {
     let engine = engine(app, tocsin.clone()).await?;
     let state = tocsin_http::AppState::new(tocsin.clone())
         .with_extension(engine.clone())
-        .with_extension(tocsin_ingest::pipeline::hook_factory(tocsin.clone(), None));
+        .with_extension(tocsin_ingest::pipeline::hook_factory(
+            tocsin.clone(),
+            webhook_definition(),
+        ));
     let router = tocsin_http::router(state);
     let listener = tokio::net::TcpListener::bind(bind)
         .await

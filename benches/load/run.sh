@@ -1,0 +1,318 @@
+#!/usr/bin/env bash
+# tocsin vs Prometheus Alertmanager, side by side on loopback (issue 8). See docs/performance.md.
+#
+#   benches/load/run.sh [--quick] [--duration SECS] [--alerts N] [--postgres URL]
+#                       [--skip-build] [--only PARTS] [--keep]
+#
+# Builds tocsin (release) and the latency probe, installs Debian's prometheus-alertmanager and wrk
+# if missing, then, every server on 127.0.0.1 with fresh state for every workload:
+#   load     three workloads x {tocsin on SQLite, Alertmanager[, tocsin on PostgreSQL]}:
+#            distinct alerts one per request, distinct alerts 100 per request, the same alert
+#            re-sent; wrk, 8 connections, 2 threads, --duration seconds each (15; --quick: 3).
+#            tocsin gets POST /alerts/webhook/alertmanager/ (webhook v4 body), Alertmanager
+#            POST /api/v2/alerts with the same labels. Records alerts/s, p50/p99 request latency
+#            and the server's resident memory (VmRSS) at the end of the workload.
+#   latency  alert posted to tocsin -> notification at a local sink, through a stored
+#            `ingest -> notify` definition with the webhook driver: idle, then under the distinct
+#            one-per-request load. p50/p90/p99 (benches/src/bin/latency_probe.rs).
+#   memory   resident memory after --alerts distinct alerts (1,000,000; --quick: 20,000) sent in
+#            batches of 100, for tocsin (and Alertmanager for comparison).
+# --only takes a comma-separated subset of load,latency,memory. --postgres URL (a server where
+# this user may CREATE DATABASE) adds tocsin on PostgreSQL to the load part, each workload on a new
+# database that is dropped afterwards. --keep leaves the temporary directory (logs, databases).
+# Prints a table and writes benches/load/results.json. Every process it starts is stopped by pid
+# on exit.
+set -euo pipefail
+
+DURATION=""
+ALERTS=""
+QUICK=0
+PG_URL=""
+SKIP_BUILD=0
+KEEP=0
+ONLY="load,latency,memory"
+CONNECTIONS=8
+THREADS=2
+
+usage() { sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; }
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --quick) QUICK=1 ;;
+        --duration) DURATION="$2"; shift ;;
+        --alerts) ALERTS="$2"; shift ;;
+        --postgres) PG_URL="$2"; shift ;;
+        --skip-build) SKIP_BUILD=1 ;;
+        --only) ONLY="$2"; shift ;;
+        --keep) KEEP=1 ;;
+        -h|--help) usage; exit 0 ;;
+        *) echo "unknown argument: $1" >&2; usage >&2; exit 2 ;;
+    esac
+    shift
+done
+if [ -z "$DURATION" ]; then DURATION=$([ "$QUICK" = 1 ] && echo 3 || echo 15); fi
+if [ -z "$ALERTS" ]; then ALERTS=$([ "$QUICK" = 1 ] && echo 20000 || echo 1000000); fi
+wants() { case ",$ONLY," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+HERE="$ROOT/benches/load"
+LUA="$HERE/alerts.lua"
+RESULTS="$HERE/results.json"
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/tocsin-load.XXXXXX")"
+OUT="$WORK/out"
+mkdir -p "$OUT"
+
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+# ---- processes: every one we start is recorded here and stopped by pid --------------------------
+PIDS=()
+CREATED_DBS=()
+stop_pid() { # pid [signal]: stop one process we started and wait for it (SIGKILL after 15 s)
+    local pid="$1" sig="${2:-TERM}" i
+    kill -s "$sig" "$pid" 2>/dev/null || true
+    for i in $(seq 150); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        log "pid $pid did not stop; killing it"
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+    forget_pid "$pid"
+}
+forget_pid() { # a pid we started that has ended
+    local keep=() p
+    for p in "${PIDS[@]+"${PIDS[@]}"}"; do [ "$p" = "$1" ] || keep+=("$p"); done
+    PIDS=("${keep[@]+"${keep[@]}"}")
+}
+cleanup() {
+    local rc=$? p
+    for p in "${PIDS[@]+"${PIDS[@]}"}"; do stop_pid "$p"; done
+    for db in "${CREATED_DBS[@]+"${CREATED_DBS[@]}"}"; do
+        psql -q "$PG_URL" -c "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1 || true
+    done
+    if [ "$KEEP" = 1 ]; then log "kept $WORK"; else rm -rf "$WORK"; fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+wait_http() { # url name pid
+    local i
+    for i in $(seq 300); do
+        if curl -fsS -o /dev/null "$1" 2>/dev/null; then return 0; fi
+        if ! kill -0 "$3" 2>/dev/null; then log "$2 exited during start-up"; return 1; fi
+        sleep 0.1
+    done
+    log "$2 did not answer $1 within 30 s"
+    return 1
+}
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+hwm_kib() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
+
+# ---- tools ------------------------------------------------------------------------------------
+need=()
+command -v prometheus-alertmanager >/dev/null || need+=(prometheus-alertmanager)
+command -v wrk >/dev/null || need+=(wrk)
+command -v python3 >/dev/null || need+=(python3)
+command -v curl >/dev/null || need+=(curl)
+if [ -n "$PG_URL" ] && ! command -v psql >/dev/null; then need+=(postgresql-client); fi
+if [ ${#need[@]} -gt 0 ]; then
+    log "installing ${need[*]}"
+    SUDO=""
+    [ "$(id -u)" = 0 ] || SUDO="sudo"
+    $SUDO apt-get update -q
+    # The Debian package enables a systemd service; nothing starts it in a container, and on a
+    # systemd machine it listens on :9093, which this script does not use.
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${need[@]}"
+fi
+
+TOCSIN="$ROOT/target/release/tocsin"
+PROBE="$ROOT/target/release/latency_probe"
+if [ "$SKIP_BUILD" = 0 ]; then
+    log "building tocsin and the latency probe (release)"
+    (cd "$ROOT" && cargo build --release --bin tocsin && cargo build --release -p tocsin-benches --bin latency_probe)
+fi
+
+# ---- servers ----------------------------------------------------------------------------------
+SINK_PID=""
+start_am_sink() { # a sink for Alertmanager's webhook receiver: answers 200 to anything
+    AM_SINK_PORT=$(free_port)
+    python3 - "$AM_SINK_PORT" >"$WORK/am-sink.log" 2>&1 <<'EOF' &
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(200); self.end_headers()
+    def log_message(self, *a): pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+EOF
+    SINK_PID=$!
+    PIDS+=("$SINK_PID")
+}
+
+SERVER_PID=""
+SERVER_URL=""
+start_tocsin() { # name database_url [definition]: fresh tocsin serve
+    local name="$1" db="$2" def="${3:-}" port
+    port=$(free_port)
+    TOCSIN_DATABASE_URL="$db" TOCSIN_BIND="127.0.0.1:$port" TOCSIN_WEBHOOK_DEFINITION="$def" \
+        "$TOCSIN" serve >"$WORK/$name.log" 2>&1 &
+    SERVER_PID=$!
+    PIDS+=("$SERVER_PID")
+    SERVER_URL="http://127.0.0.1:$port"
+    wait_http "$SERVER_URL/healthz" "tocsin ($name)" "$SERVER_PID"
+    INTAKE="$SERVER_URL/alerts/webhook/alertmanager/"
+    FORMAT=tocsin
+}
+start_alertmanager() { # name: fresh Alertmanager (memory only, no cluster)
+    local name="$1" port dir="$WORK/$1"
+    mkdir -p "$dir"
+    port=$(free_port)
+    cat >"$dir/alertmanager.yml" <<EOF
+route:
+  receiver: sink
+  group_by: ['alertname']
+  group_wait: 0s
+  group_interval: 1m
+  repeat_interval: 1h
+receivers:
+  - name: sink
+    webhook_configs:
+      - url: http://127.0.0.1:$AM_SINK_PORT/hook
+        send_resolved: false
+EOF
+    prometheus-alertmanager --config.file="$dir/alertmanager.yml" --storage.path="$dir/data" \
+        --web.listen-address="127.0.0.1:$port" --cluster.listen-address= \
+        >"$WORK/$name.log" 2>&1 &
+    SERVER_PID=$!
+    PIDS+=("$SERVER_PID")
+    SERVER_URL="http://127.0.0.1:$port"
+    wait_http "$SERVER_URL/-/ready" "alertmanager ($name)" "$SERVER_PID"
+    INTAKE="$SERVER_URL/api/v2/alerts"
+    FORMAT=alertmanager
+}
+pg_fresh_db() { # prints the URL of a new database on the --postgres server
+    local name="tocsin_load_$$_$1"
+    psql -q "$PG_URL" -c "DROP DATABASE IF EXISTS $name" >/dev/null
+    psql -q "$PG_URL" -c "CREATE DATABASE $name" >/dev/null
+    CREATED_DBS+=("$name")
+    python3 -c 'import sys, urllib.parse as u; p=u.urlsplit(sys.argv[1]); print(u.urlunsplit(p._replace(path="/"+sys.argv[2])))' "$PG_URL" "$name"
+}
+start_server() { # target workload
+    case "$1" in
+        tocsin_sqlite) mkdir -p "$WORK/$1-$2"; start_tocsin "$1-$2" "sqlite://$WORK/$1-$2/tocsin.db" ;;
+        tocsin_postgres) start_tocsin "$1-$2" "$(pg_fresh_db "${2//-/_}")" ;;
+        alertmanager) start_alertmanager "$1-$2" ;;
+    esac
+}
+
+WRK_PID=""
+spawn_wrk() { # out mode batch prefix duration [VAR=value...]: wrk against $INTAKE in $FORMAT, in
+    # the background (WRK_PID is wrk's own pid)
+    local out="$1" mode="$2" batch="$3" prefix="$4" duration="$5"
+    shift 5
+    env LOAD_FORMAT="$FORMAT" LOAD_MODE="$mode" LOAD_BATCH="$batch" LOAD_PREFIX="$prefix" \
+        LOAD_OUT="$out" LOAD_THREADS="$THREADS" "$@" \
+        wrk -t"$THREADS" -c"$CONNECTIONS" -d"${duration}s" --timeout 10s -s "$LUA" "$INTAKE" \
+        >"$out.txt" 2>&1 &
+    WRK_PID=$!
+    PIDS+=("$WRK_PID")
+}
+wait_wrk() { # wait for WRK_PID to finish on its own
+    wait "$WRK_PID" || log "wrk exited with status $?"
+    forget_pid "$WRK_PID"
+}
+run_wrk() { spawn_wrk "$@"; wait_wrk; }
+
+# ---- load -------------------------------------------------------------------------------------
+WORKLOADS=("distinct-1:distinct:1" "distinct-100:distinct:100" "same-1:same:1")
+TARGETS=(tocsin_sqlite alertmanager)
+[ -n "$PG_URL" ] && TARGETS+=(tocsin_postgres)
+start_am_sink
+
+if wants load; then
+    for w in "${WORKLOADS[@]}"; do
+        IFS=: read -r wname mode batch <<<"$w"
+        for t in "${TARGETS[@]}"; do
+            log "load: $wname -> $t (${DURATION} s)"
+            start_server "$t" "$wname"
+            run_wrk "$OUT/load-$t-$wname.json" "$mode" "$batch" "$wname" "$DURATION"
+            printf '{"rss_kib": %s, "hwm_kib": %s, "loadavg_1m": %s}\n' "$(rss_kib "$SERVER_PID")" \
+                "$(hwm_kib "$SERVER_PID")" "$(cut -d' ' -f1 /proc/loadavg)" >"$OUT/load-$t-$wname.mem.json"
+            stop_pid "$SERVER_PID"
+        done
+    done
+fi
+
+# ---- latency ----------------------------------------------------------------------------------
+if wants latency; then
+    mkdir -p "$WORK/latency"
+    DB="sqlite://$WORK/latency/tocsin.db"
+    SINK_PORT=$(free_port)
+    cat >"$WORK/latency/latency-probe.json" <<EOF
+{"name": "latency-probe", "version": "1",
+ "description": "benches/load: ingest, then a webhook to the latency probe's sink.",
+ "nodes": [
+  {"id": "ingest", "type": "ingest", "next": "notify"},
+  {"id": "notify", "type": "notify",
+   "config": {"driver": "webhook", "config": {"url": "http://127.0.0.1:$SINK_PORT/hook"}}}]}
+EOF
+    TOCSIN_DATABASE_URL="$DB" "$TOCSIN" definitions add "$WORK/latency/latency-probe.json" >&2
+    start_tocsin latency "$DB" latency-probe
+    SAMPLES=$([ "$QUICK" = 1 ] && echo 100 || echo 500)
+    log "latency: idle, $SAMPLES probes"
+    "$PROBE" --tocsin "${SERVER_URL#http://}" --sink "127.0.0.1:$SINK_PORT" --samples "$SAMPLES" \
+        --interval-ms 20 --timeout 10 --prefix idle --label idle --out "$OUT/latency-idle.json"
+    log "latency: under the distinct one-per-request load (${DURATION} s)"
+    spawn_wrk "$OUT/latency-load-wrk.json" distinct 1 latload "$DURATION"
+    "$PROBE" --tocsin "${SERVER_URL#http://}" --sink "127.0.0.1:$SINK_PORT" --duration "$DURATION" \
+        --interval-ms 50 --timeout 30 --prefix load --label load --out "$OUT/latency-load.json"
+    wait_wrk
+    stop_pid "$SERVER_PID"
+fi
+
+# ---- memory -----------------------------------------------------------------------------------
+memory_probe() { # target
+    local t="$1" done_dir="$WORK/done-$1" started
+    mkdir -p "$done_dir"
+    start_server "$t" memory
+    log "memory: $ALERTS distinct alerts in batches of 100 -> $t"
+    started=$(date +%s.%N)
+    spawn_wrk "$OUT/memory-$t.json" distinct 100 mem 86400 \
+        LOAD_MAX_REQUESTS=$(((ALERTS + 99) / 100)) LOAD_DONE_DIR="$done_dir"
+    # wrk sleeps for its whole -d; its threads mark when they have sent their share, and SIGINT
+    # then makes it report
+    while [ "$(find "$done_dir" -type f | wc -l)" -lt "$THREADS" ]; do
+        kill -0 "$WRK_PID" 2>/dev/null || break
+        sleep 0.2
+    done
+    stop_pid "$WRK_PID" INT
+    local secs rss hwm db_bytes=null
+    secs=$(python3 -c "import sys,time; print(round(time.time()-float(sys.argv[1]),2))" "$started")
+    rss=$(rss_kib "$SERVER_PID")
+    hwm=$(hwm_kib "$SERVER_PID")
+    sleep 5
+    local rss5
+    rss5=$(rss_kib "$SERVER_PID")
+    if [ "$t" = tocsin_sqlite ]; then
+        db_bytes=$(du -cb "$WORK/$t-memory"/tocsin.db* | tail -1 | cut -f1)
+    fi
+    printf '{"seconds": %s, "rss_kib": %s, "hwm_kib": %s, "rss_after_5s_kib": %s, "db_bytes": %s}\n' \
+        "$secs" "$rss" "$hwm" "$rss5" "$db_bytes" >"$OUT/memory-$t.mem.json"
+    stop_pid "$SERVER_PID"
+}
+if wants memory; then
+    memory_probe tocsin_sqlite
+    memory_probe alertmanager
+fi
+
+# ---- report -----------------------------------------------------------------------------------
+python3 "$HERE/report.py" "$OUT" "$RESULTS" \
+    --duration "$DURATION" --connections "$CONNECTIONS" --threads "$THREADS" --alerts "$ALERTS" \
+    --tocsin-version "$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)$(cd "$ROOT" && git diff --quiet 2>/dev/null || echo +dirty)" \
+    --alertmanager-version "$(prometheus-alertmanager --version 2>&1 | head -1)"
+log "wrote $RESULTS"
