@@ -61,9 +61,15 @@ fn latency(
         let fast = json!({"version": "1", "nodes": [
             {"id": "ingest", "type": "ingest", "next": "notify"},
             {"id": "notify", "type": "notify", "config": {"driver": "webhook", "config": {"url": url}}}]});
+        let full = json!({"version": "1", "nodes": [
+            {"id": "ingest", "type": "ingest", "next": "context"},
+            {"id": "context", "type": "context", "next": "intelligence"},
+            {"id": "intelligence", "type": "intelligence", "next": "notify"},
+            {"id": "notify", "type": "notify", "config": {"driver": "webhook", "config": {"url": url}}}]});
         db.store
             .write(move |c| {
-                store::upsert_definition(c, "ingest-notify", "", &fast, &[]).map(|_| ())
+                store::upsert_definition(c, "ingest-notify", "", &fast, &[])?;
+                store::upsert_definition(c, "default-webhook", "", &full, &[]).map(|_| ())
             })
             .await
             .unwrap();
@@ -185,6 +191,7 @@ fn benches(c: &mut Criterion) {
     dbs.extend(rt.block_on(testing::postgres()));
     for db in &dbs {
         latency(c, &rt, db.label, db, Some("ingest-notify"));
+        latency(c, &rt, db.label, db, Some("default-webhook"));
         throughput(c, &rt, db.label, db);
     }
 }

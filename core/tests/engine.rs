@@ -503,3 +503,18 @@ async fn redis_broker_delivers_runs_to_workers_and_reclaims_stale_entries() {
         broker.ack(&taken).await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn workers_stop_when_their_shutdown_sender_is_dropped_instead_of_spinning() {
+    let db = testing::sqlite().await;
+    let e = engine(&db);
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let handles = e.spawn_workers(2, rx);
+    drop(tx);
+    for h in handles {
+        tokio::time::timeout(Duration::from_secs(2), h)
+            .await
+            .expect("a worker kept running after its shutdown sender was dropped")
+            .unwrap();
+    }
+}

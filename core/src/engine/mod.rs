@@ -378,7 +378,8 @@ impl Engine {
             tokio::select! {
                 () = self.wake.notified() => {}
                 () = tokio::time::sleep(self.poll_interval) => {}
-                _ = shutdown.changed() => {}
+                // A dropped sender means nobody can stop us any more: stop now rather than spin.
+                changed = shutdown.changed() => if changed.is_err() { break },
             }
         }
         tracing::info!(worker = %self.worker_id, "Pipeline worker stopped.");
