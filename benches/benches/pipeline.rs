@@ -4,6 +4,9 @@
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+static SEQ: AtomicU64 = AtomicU64::new(0);
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -81,7 +84,6 @@ fn latency(
             .with_extension(tocsin_ingest::pipeline::hook_factory(t, definition.map(str::to_owned)));
         (tocsin_http::router(state), got, (tx, workers))
     });
-    let mut n = 0u64;
     c.bench_function(
         &format!(
             "pipeline/webhook_to_sink/{}/{label}",
@@ -89,7 +91,8 @@ fn latency(
         ),
         |b| {
             b.to_async(rt).iter(|| {
-                n += 1;
+                // Unique across calls: alerts already stored would be unchanged re-sends (no run).
+                let n = SEQ.fetch_add(1, Ordering::Relaxed);
                 let body = FIRING
                     .replace("5b0d3b9f2c1a7e4d", &format!("a{n}"))
                     .replace("8c21e4f0a9b3d612", &format!("b{n}"))
