@@ -34,7 +34,7 @@ ONLY="load,latency,memory"
 CONNECTIONS=8
 THREADS=2
 
-usage() { sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) QUICK=1 ;;
@@ -195,17 +195,20 @@ EOF
     INTAKE="$SERVER_URL/api/v2/alerts"
     FORMAT=alertmanager
 }
-pg_fresh_db() { # prints the URL of a new database on the --postgres server
+PG_DB_URL=""
+pg_fresh_db() { # name: a new database on the --postgres server, its URL in PG_DB_URL (not in a
+    # subshell, so that cleanup knows to drop it)
     local name="tocsin_load_$$_$1"
+    export PGOPTIONS="-c client_min_messages=warning"
     psql -q "$PG_URL" -c "DROP DATABASE IF EXISTS $name" >/dev/null
     psql -q "$PG_URL" -c "CREATE DATABASE $name" >/dev/null
     CREATED_DBS+=("$name")
-    python3 -c 'import sys, urllib.parse as u; p=u.urlsplit(sys.argv[1]); print(u.urlunsplit(p._replace(path="/"+sys.argv[2])))' "$PG_URL" "$name"
+    PG_DB_URL=$(python3 -c 'import sys, urllib.parse as u; p=u.urlsplit(sys.argv[1]); print(u.urlunsplit(p._replace(path="/"+sys.argv[2])))' "$PG_URL" "$name")
 }
 start_server() { # target workload
     case "$1" in
         tocsin_sqlite) mkdir -p "$WORK/$1-$2"; start_tocsin "$1-$2" "sqlite://$WORK/$1-$2/tocsin.db" ;;
-        tocsin_postgres) start_tocsin "$1-$2" "$(pg_fresh_db "${2//-/_}")" ;;
+        tocsin_postgres) pg_fresh_db "${2//-/_}"; start_tocsin "$1-$2" "$PG_DB_URL" ;;
         alertmanager) start_alertmanager "$1-$2" ;;
     esac
 }
