@@ -648,19 +648,7 @@ pub async fn send_with_options(
     notification: &Notification,
     options: &SendOptions,
 ) -> Result<SendOutcome> {
-    let outcome = send_with_outcome(tocsin, driver_name, config, notification, options).await?;
-    if let Some(e) = outcome.first_error() {
-        return Err(e);
-    }
-    let result = outcome
-        .results
-        .into_iter()
-        .next()
-        .ok_or_else(|| Error::internal("no delivery result"))?;
-    Ok(SendOutcome {
-        result,
-        deliveries: outcome.deliveries,
-    })
+    single(send_with_outcome(tocsin, driver_name, config, notification, options).await?)
 }
 
 /// Like [`send_with_options`], but a failed delivery is reported in the outcome (with its
@@ -737,7 +725,11 @@ pub async fn send_to_channel(
     policy: RetryPolicy,
 ) -> Result<SendOutcome> {
     let names = [channel.to_owned()];
-    let outcome = notify_with(tocsin, notification, Some(&names), policy).await?;
+    single(notify_with(tocsin, notification, Some(&names), policy).await?)
+}
+
+/// The one delivery of a single-destination send, or its error.
+fn single(outcome: NotifyOutcome) -> Result<SendOutcome> {
     if let Some(e) = outcome.first_error() {
         return Err(e);
     }
