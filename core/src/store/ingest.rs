@@ -21,10 +21,13 @@ pub fn find_active_incident_by_group(
 ) -> Result<Option<Incident>> {
     incidents::table
         .filter(incidents::group_key.eq(group_key))
-        .filter(incidents::status.eq_any([
-            IncidentStatus::Open.as_str(),
-            IncidentStatus::Acknowledged.as_str(),
-        ]))
+        // Two equalities rather than `IN (...)`: diesel caches the prepared statement of a query
+        // whose SQL is fixed, never one with a list.
+        .filter(
+            incidents::status
+                .eq(IncidentStatus::Open.as_str())
+                .or(incidents::status.eq(IncidentStatus::Acknowledged.as_str())),
+        )
         .order((incidents::created_at.desc(), incidents::id.desc()))
         .select(incidents::all_columns)
         .first::<IncidentRow>(conn)

@@ -6,11 +6,14 @@
 //! through [`Store::run`] / [`Store::write`], with connections from an r2d2 pool, so no database
 //! call ever blocks an executor thread.
 //!
-//! On SQLite the database runs in WAL mode with a busy timeout, and write transactions of one
-//! process are serialised by a mutex: SQLite allows one writer at a time anyway, and waiting on a
-//! mutex is cheaper and fairer than spinning on `SQLITE_BUSY`.
+//! On SQLite the database runs in WAL mode with a busy timeout. Write transactions of one process
+//! go through one writer thread with its own connection, which commits the writes waiting at the
+//! same moment together (group commit, see `group.rs`): SQLite allows one writer at a time anyway,
+//! and one commit for many writes is what makes concurrent ingest fast. PostgreSQL does the same,
+//! so that concurrent requests share a WAL flush. Reads use the pool.
 
 pub mod checks;
+mod group;
 pub mod ingest;
 pub mod metrics;
 mod records;
@@ -157,7 +160,17 @@ impl ManageConnection for Manager {
 pub struct Store {
     pool: Pool<Manager>,
     backend: Backend,
-    write_lock: Option<Arc<Mutex<()>>>,
+    writes: Writes,
+}
+
+/// How write transactions are run.
+#[derive(Clone)]
+enum Writes {
+    /// Through the group-commit writer thread.
+    Grouped(Arc<group::GroupWriter>),
+    /// On a pooled connection, one at a time: an in-memory SQLite database lives in its one
+    /// pooled connection, which a writer thread cannot share.
+    Serialised(Arc<Mutex<()>>),
 }
 
 impl std::fmt::Debug for Store {
@@ -175,12 +188,10 @@ impl Store {
         let parsed = DatabaseUrl::parse(url)?;
         let backend = parsed.backend();
         // An in-memory SQLite database lives in one connection: more would each see an empty one.
-        let size = if parsed == DatabaseUrl::Sqlite(":memory:".into()) {
-            1
-        } else {
-            pool_size.max(1)
-        };
+        let in_memory = parsed == DatabaseUrl::Sqlite(":memory:".into());
+        let size = if in_memory { 1 } else { pool_size.max(1) };
         let shown = crate::config::redact_url(url);
+        let writer_url = parsed.clone();
         let pool = tokio::task::spawn_blocking(move || {
             let manager = Manager { url: parsed };
             // One direct attempt first: r2d2 would retry silently until its timeout and then report
@@ -197,11 +208,26 @@ impl Store {
         .await
         .map_err(|e| Error::internal(format!("connection task failed: {e}")))?
         .map_err(|e| Error::storage(format!("cannot connect to {shown}: {e}")))?;
-        let write_lock = (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(())));
+        let writes = if in_memory {
+            Writes::Serialised(Arc::new(Mutex::new(())))
+        } else {
+            let shown = shown.clone();
+            let writer = tokio::task::spawn_blocking(move || {
+                let manager = Manager { url: writer_url };
+                group::GroupWriter::start(Box::new(move || {
+                    manager
+                        .connect()
+                        .map_err(|e| Error::storage(format!("cannot connect to {shown}: {e}")))
+                }))
+            })
+            .await
+            .map_err(|e| Error::internal(format!("connection task failed: {e}")))??;
+            Writes::Grouped(Arc::new(writer))
+        };
         Ok(Self {
             pool,
             backend,
-            write_lock,
+            writes,
         })
     }
 
@@ -263,21 +289,26 @@ impl Store {
         .map_err(|e| Error::internal(format!("storage task failed: {e}")))?
     }
 
-    /// Runs `f` in one write transaction: all of it is committed, or none.
+    /// Runs `f` in one write transaction: all of it is committed, or none. It returns once the
+    /// transaction committed, possibly together with other writes of the moment (group commit);
+    /// `f` runs on the writer thread, so it must not wait for another write.
     pub async fn write<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut AnyConnection) -> Result<T> + Send + 'static,
     {
-        let lock = self.write_lock.clone();
-        self.run(move |conn| {
-            // A poisoned lock only means another writer panicked; the database itself is intact.
-            let _guard = lock
-                .as_ref()
-                .map(|l| l.lock().unwrap_or_else(|p| p.into_inner()));
-            conn.transaction(|c| f(c))
-        })
-        .await
+        match &self.writes {
+            Writes::Grouped(writer) => writer.write(f).await,
+            Writes::Serialised(lock) => {
+                let lock = lock.clone();
+                self.run(move |conn| {
+                    // A poisoned lock only means another writer panicked; the database is intact.
+                    let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+                    conn.transaction(|c| f(c))
+                })
+                .await
+            }
+        }
     }
 }
 

@@ -1,0 +1,175 @@
+//! Group commit: every write transaction of a process goes through one writer thread, which runs
+//! the writes waiting at that moment in one database transaction, each in its own savepoint, and
+//! answers them only after that transaction committed.
+//!
+//! # Why
+//! A database commits one transaction at a time per writer (SQLite has exactly one writer; on
+//! PostgreSQL each commit waits for its WAL flush). When many requests write at once, one commit
+//! for all of them costs about what one commit for one costs, so throughput grows with load
+//! instead of requests queueing on a lock. A write still sees its own savepoint: one that fails
+//! rolls back alone, and its caller gets its own error while the others commit.
+//!
+//! Nothing is acknowledged before it is durable: a caller's result is delivered after `COMMIT`
+//! returned; if the commit fails, every write of the group gets that error.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::mpsc;
+
+use diesel::connection::{AnsiTransactionManager, Connection, TransactionManager};
+use tokio::sync::oneshot;
+
+use super::AnyConnection;
+use crate::error::{Error, Result};
+
+/// At most this many writes share one transaction: bounds how long the write lock is held and how
+/// much one failed commit takes down.
+const MAX_GROUP: usize = 256;
+
+/// One write: runs in the group's transaction, returns what to do once the commit's fate is known.
+type Job = Box<dyn FnOnce(&mut AnyConnection) -> Finish + Send>;
+/// Delivers a write's result, given the group commit's outcome.
+type Finish = Box<dyn FnOnce(std::result::Result<(), &Error>) + Send>;
+
+/// Opens the writer's connection (and a new one after a connection failure).
+pub(super) type Connect = Box<dyn Fn() -> Result<AnyConnection> + Send>;
+
+/// The handle of the writer thread; the thread ends when the last handle is dropped.
+#[derive(Debug)]
+pub(super) struct GroupWriter {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl GroupWriter {
+    /// Starts the writer thread with its own connection.
+    pub(super) fn start(connect: Connect) -> Result<Self> {
+        let conn = connect()?;
+        let (tx, rx) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("tocsin-writer".into())
+            .spawn(move || writer_loop(conn, connect, rx))
+            .map_err(|e| Error::internal(format!("cannot start the writer thread: {e}")))?;
+        Ok(Self { jobs: tx })
+    }
+
+    /// Runs `f` in the next group transaction; resolves once that transaction committed (or with
+    /// `f`'s own error, its savepoint rolled back).
+    pub(super) async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut AnyConnection) -> Result<T> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel::<Result<T>>();
+        let span = tracing::Span::current();
+        let job: Job = Box::new(move |conn| {
+            let _entered = span.enter();
+            // Nested in the group's transaction, diesel runs this in a savepoint.
+            let result = conn.transaction(f);
+            Box::new(move |committed| {
+                let result = match committed {
+                    Ok(()) => result,
+                    // A write that failed on its own keeps its own error.
+                    Err(e) => result.and_then(|_| Err(e.clone())),
+                };
+                // The caller may have gone away (its request was cancelled): nothing to tell.
+                let _ = reply.send(result);
+            })
+        });
+        self.jobs
+            .send(job)
+            .map_err(|_| Error::internal("the database writer thread has stopped"))?;
+        answer.await.map_err(|_| {
+            Error::internal(
+                "the database writer dropped a write (a write panicked or the writer stopped)",
+            )
+        })?
+    }
+}
+
+fn writer_loop(mut conn: AnyConnection, connect: Connect, rx: mpsc::Receiver<Job>) {
+    let mut group: Vec<Job> = Vec::with_capacity(MAX_GROUP);
+    while let Ok(first) = rx.recv() {
+        group.push(first);
+        while group.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        let jobs = std::mem::take(&mut group);
+        if !run_group(&mut conn, jobs) {
+            // A new connection when one can be had; otherwise the next group fails fast on the
+            // old one and its callers get the error, rather than waiting here for the database.
+            match connect() {
+                Ok(c) => conn = c,
+                Err(e) => tracing::error!(error = %e, "The database writer cannot reconnect."),
+            }
+        }
+    }
+}
+
+/// Runs one group; false when the connection should be replaced.
+fn run_group(conn: &mut AnyConnection, jobs: Vec<Job>) -> bool {
+    let size = jobs.len();
+    if let Err(e) = begin(conn) {
+        let e = Error::from(e);
+        tracing::error!(error = %e, "Cannot begin a write transaction.");
+        // The jobs are dropped unrun: their callers see the writer's error.
+        for job in jobs {
+            drop(job);
+        }
+        return false;
+    }
+    let mut finishers: Vec<Finish> = Vec::with_capacity(size);
+    for job in jobs {
+        match std::panic::catch_unwind(AssertUnwindSafe(|| job(conn))) {
+            Ok(finish) => finishers.push(finish),
+            Err(_) => {
+                // A panic may have left the connection mid-savepoint: give up the whole group,
+                // so that nothing half-written commits.
+                tracing::error!(writes = size, "A write panicked; rolling its group back.");
+                let e = Error::internal("a concurrent write failed; retry the request");
+                let _ = rollback(conn);
+                for finish in finishers {
+                    finish(Err(&e));
+                }
+                return false;
+            }
+        }
+    }
+    match commit(conn) {
+        Ok(()) => {
+            for finish in finishers {
+                finish(Ok(()));
+            }
+            true
+        }
+        Err(e) => {
+            let e = Error::from(e);
+            tracing::error!(error = %e, writes = size, "A group commit failed.");
+            let _ = rollback(conn);
+            for finish in finishers {
+                finish(Err(&e));
+            }
+            false
+        }
+    }
+}
+
+fn begin(conn: &mut AnyConnection) -> diesel::QueryResult<()> {
+    match conn {
+        // Take the write lock at once: a deferred transaction that reads first can fail with
+        // SQLITE_BUSY without waiting when another process wrote in between.
+        AnyConnection::Sqlite(c) => {
+            AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")
+        }
+        AnyConnection::Postgres(c) => AnsiTransactionManager::begin_transaction(c),
+    }
+}
+
+fn commit(conn: &mut AnyConnection) -> diesel::QueryResult<()> {
+    <AnyConnection as Connection>::TransactionManager::commit_transaction(conn)
+}
+
+fn rollback(conn: &mut AnyConnection) -> diesel::QueryResult<()> {
+    <AnyConnection as Connection>::TransactionManager::rollback_transaction(conn)
+}
