@@ -25,8 +25,9 @@ use crate::error::{Error, Result};
 /// much one failed commit takes down.
 const MAX_GROUP: usize = 256;
 
-/// One write: runs in the group's transaction, returns what to do once the commit's fate is known.
-type Job = Box<dyn FnOnce(&mut AnyConnection) -> Finish + Send>;
+/// One write: runs in the group's transaction (in a savepoint when it shares it: the flag), returns
+/// whether it succeeded and what to do once the commit's fate is known.
+type Job = Box<dyn FnOnce(&mut AnyConnection, bool) -> (bool, Finish) + Send>;
 /// Delivers a write's result, given the group commit's outcome.
 type Finish = Box<dyn FnOnce(std::result::Result<(), &Error>) + Send>;
 
@@ -60,19 +61,24 @@ impl GroupWriter {
     {
         let (reply, answer) = oneshot::channel::<Result<T>>();
         let span = tracing::Span::current();
-        let job: Job = Box::new(move |conn| {
+        let job: Job = Box::new(move |conn, shared| {
             let _entered = span.enter();
-            // Nested in the group's transaction, diesel runs this in a savepoint.
-            let result = conn.transaction(f);
-            Box::new(move |committed| {
-                let result = match committed {
-                    Ok(()) => result,
-                    // A write that failed on its own keeps its own error.
-                    Err(e) => result.and_then(|_| Err(e.clone())),
-                };
-                // The caller may have gone away (its request was cancelled): nothing to tell.
-                let _ = reply.send(result);
-            })
+            // Nested in the group's transaction, diesel runs this in a savepoint. Alone in it, the
+            // transaction is its own: the writer rolls it back if this fails.
+            let result = if shared { conn.transaction(f) } else { f(conn) };
+            let ok = result.is_ok();
+            (
+                ok,
+                Box::new(move |committed| {
+                    let result = match committed {
+                        Ok(()) => result,
+                        // A write that failed on its own keeps its own error.
+                        Err(e) => result.and_then(|_| Err(e.clone())),
+                    };
+                    // The caller may have gone away (its request was cancelled): nothing to tell.
+                    let _ = reply.send(result);
+                }),
+            )
         });
         self.jobs
             .send(job)
@@ -119,10 +125,15 @@ fn run_group(conn: &mut AnyConnection, jobs: Vec<Job>) -> bool {
         }
         return false;
     }
+    let shared = size > 1;
+    let mut all_ok = true;
     let mut finishers: Vec<Finish> = Vec::with_capacity(size);
     for job in jobs {
-        match std::panic::catch_unwind(AssertUnwindSafe(|| job(conn))) {
-            Ok(finish) => finishers.push(finish),
+        match std::panic::catch_unwind(AssertUnwindSafe(|| job(conn, shared))) {
+            Ok((ok, finish)) => {
+                all_ok &= ok;
+                finishers.push(finish);
+            }
             Err(_) => {
                 // A panic may have left the connection mid-savepoint: give up the whole group,
                 // so that nothing half-written commits.
@@ -135,6 +146,14 @@ fn run_group(conn: &mut AnyConnection, jobs: Vec<Job>) -> bool {
                 return false;
             }
         }
+    }
+    if !shared && !all_ok {
+        // The one write failed: its transaction is rolled back, and it reports its own error.
+        let rolled_back = rollback(conn);
+        for finish in finishers {
+            finish(Ok(()));
+        }
+        return rolled_back.is_ok();
     }
     match commit(conn) {
         Ok(()) => {

@@ -30,7 +30,8 @@ pub fn find_active_incident_by_group(
         )
         .order((incidents::created_at.desc(), incidents::id.desc()))
         .select(incidents::all_columns)
-        .first::<IncidentRow>(conn)
+        // The first row in that order; no `LIMIT ?` (see `records`: it defeats the statement cache).
+        .get_result::<IncidentRow>(conn)
         .optional()?
         .map(TryInto::try_into)
         .transpose()
@@ -91,7 +92,7 @@ fn get_alert_row(conn: &mut AnyConnection, id: i64) -> Result<Alert> {
     alerts::table
         .find(id)
         .select(alerts::all_columns)
-        .first::<AlertRow>(conn)
+        .get_result::<AlertRow>(conn)
         .optional()?
         .ok_or_else(|| Error::not_found(format!("alert {id} not found")))?
         .try_into()

@@ -402,7 +402,9 @@ async fn store_alerts(
             Err(e) => return Err(e),
         }
     };
-    tracing::info!(
+    // Debug, not info: at thousands of webhooks a second a line each costs more than the webhook,
+    // and every alert is recorded with its trace id anyway.
+    tracing::debug!(
         driver = %out.driver,
         trace_id = %out.trace_id,
         alerts = count,

@@ -81,7 +81,9 @@ pub async fn run(args: ServeArgs, app: &App) -> anyhow::Result<ExitCode> {
         .with_extension(tocsin_ingest::pipeline::hook_factory(
             tocsin.clone(),
             webhook_definition(),
-        ));
+        ))
+        // Read once at start-up rather than from the environment on every webhook.
+        .with_extension(tocsin_ingest::service::WebhookSecrets::from_env());
     let router = tocsin_http::router(state);
     let listener = tokio::net::TcpListener::bind(bind)
         .await
