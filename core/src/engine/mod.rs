@@ -44,6 +44,9 @@ use crate::store::{self, AnyConnection, NewPipelineRun, NewStageExecution, json_
 /// Largest stored snapshot, in bytes of JSON; larger ones keep a preview.
 pub const SNAPSHOT_LIMIT: usize = 256 * 1024;
 
+/// How many runs a worker executes at once unless told otherwise.
+pub const DEFAULT_RUNS_PER_WORKER: usize = 4;
+
 /// Built-in definition names, usable without storing anything.
 pub const BUILTIN_DEFINITIONS: &[&str] = &["default", "checks-only"];
 
@@ -194,6 +197,7 @@ pub struct Engine {
     backoff_base: Duration,
     poll_interval: Duration,
     lease_margin: Duration,
+    runs_per_worker: usize,
     #[cfg(feature = "redis-broker")]
     broker: Option<broker::Broker>,
 }
@@ -222,6 +226,7 @@ impl Engine {
             backoff_base: Duration::from_secs(1),
             poll_interval: Duration::from_millis(500),
             lease_margin: Duration::from_secs(30),
+            runs_per_worker: DEFAULT_RUNS_PER_WORKER,
             #[cfg(feature = "redis-broker")]
             broker: None,
         }
@@ -253,6 +258,14 @@ impl Engine {
     /// The base of the exponential retry backoff (default 1 s: 1, 2, 4... seconds, with jitter).
     pub fn with_backoff_base(mut self, base: Duration) -> Self {
         self.backoff_base = base;
+        self
+    }
+
+    /// How many runs one worker executes at once (default 4, at least 1). A run mostly waits:
+    /// on the database, on a provider's answer; running a few side by side keeps a worker busy
+    /// meanwhile, and they are claimed together in one transaction.
+    pub fn with_runs_per_worker(mut self, n: usize) -> Self {
+        self.runs_per_worker = n.max(1);
         self
     }
 
@@ -359,32 +372,54 @@ impl Engine {
         }
     }
 
-    /// Works until `shutdown` turns true: claims due runs, sleeps (asynchronously) when none is
-    /// due, wakes early when this process queues one.
+    /// Works until `shutdown` turns true: claims due runs and executes up to
+    /// [`Engine::with_runs_per_worker`] of them at once, sleeps (asynchronously) when none is
+    /// due, wakes early when this process queues one. On shutdown it finishes the runs it holds.
     pub async fn run_worker(&self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         tracing::info!(worker = %self.worker_id, "Pipeline worker started.");
         #[cfg(feature = "redis-broker")]
         if let Some(b) = self.broker.clone() {
             return self.run_broker_worker(b, shutdown).await;
         }
+        let mut running = tokio::task::JoinSet::new();
         while !*shutdown.borrow() {
+            let free = self.runs_per_worker.saturating_sub(running.len());
+            if free == 0 {
+                tokio::select! {
+                    done = running.join_next() => log_finished(done),
+                    changed = shutdown.changed() => if changed.is_err() { break },
+                }
+                continue;
+            }
             // Listening starts before the claim: a run queued while the claim found nothing
             // wakes this worker at once instead of after a poll interval (`notify_waiters` only
             // reaches futures that exist when it is called).
             let woken = self.wake.notified();
-            match self.work_once().await {
-                Ok(true) => continue,
-                Ok(false) => {}
+            match self.claim_due(free).await {
+                Ok(claims) if !claims.is_empty() => {
+                    for claim in claims {
+                        let engine = self.clone();
+                        running.spawn(async move { engine.execute(claim).await });
+                    }
+                    continue;
+                }
+                Ok(_) => {}
                 Err(e) => {
-                    tracing::warn!(error = %e, "Pipeline worker could not claim or run a run; retrying.")
+                    tracing::warn!(error = %e, "Pipeline worker could not claim runs; retrying.")
                 }
             }
             tokio::select! {
                 () = woken => {}
                 () = tokio::time::sleep(self.poll_interval) => {}
+                // A slot came free: claim again at once, runs may be waiting.
+                Some(done) = running.join_next(), if !running.is_empty() => log_finished(Some(done)),
                 // A dropped sender means nobody can stop us any more: stop now rather than spin.
                 changed = shutdown.changed() => if changed.is_err() { break },
             }
+        }
+        // Runs already claimed are finished rather than left to their lease's expiry.
+        while let Some(done) = running.join_next().await {
+            log_finished(Some(done));
         }
         tracing::info!(worker = %self.worker_id, "Pipeline worker stopped.");
     }
@@ -461,6 +496,22 @@ impl Engine {
                 tokio::spawn(async move { engine.run_worker(rx).await })
             })
             .collect()
+    }
+
+    /// Claims up to `limit` due runs in one transaction.
+    async fn claim_due(&self, limit: usize) -> Result<Vec<Claim>> {
+        let owner = format!("{}#{}", self.worker_id, &new_id()[20..]);
+        let until = lease_until(
+            Duration::from_secs(definition::Defaults::default().timeout_seconds)
+                + self.lease_margin,
+        );
+        self.tocsin
+            .store()
+            .write(move |c| {
+                let runs = queue::claim_due(c, &owner, until, limit)?;
+                Ok(runs.into_iter().map(|run| Claim::load(c, run)).collect())
+            })
+            .await
     }
 
     async fn claim(&self, run_id: Option<&str>) -> Result<Option<Claim>> {
@@ -813,6 +864,17 @@ impl Engine {
                 load_run(c, pk)
             })
             .await
+    }
+}
+
+/// Logs how a run a worker spawned ended, when it ended in an error the run could not record.
+fn log_finished(done: Option<std::result::Result<Result<PipelineRun>, tokio::task::JoinError>>) {
+    match done {
+        Some(Ok(Err(e))) => {
+            tracing::warn!(error = %e, "A pipeline run could not be recorded; its lease will expire and another worker will take it.")
+        }
+        Some(Err(e)) => tracing::error!(error = %e, "A pipeline run's task failed."),
+        Some(Ok(Ok(_))) | None => {}
     }
 }
 

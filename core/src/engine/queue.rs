@@ -1,6 +1,6 @@
 //! The durable work queue: runs are rows of `pipeline_runs`, claimed with a lease.
 //!
-//! A claim is one atomic `UPDATE ... WHERE id = (SELECT ... LIMIT 1)`; on PostgreSQL the inner
+//! A claim is one atomic `UPDATE ... WHERE id IN (SELECT ... LIMIT n)`; on PostgreSQL the inner
 //! select takes `FOR UPDATE SKIP LOCKED`, so any number of workers on any number of machines share
 //! the queue without two taking the same run. A run whose lease ran out (its worker died) is
 //! claimable again.
@@ -49,8 +49,8 @@ struct Claimed {
     id: i64,
 }
 
-/// The select of the next due run's id, on one backend.
-fn next_due_sql(postgres: bool) -> String {
+/// The select of the ids of up to `limit` due runs, on one backend.
+fn next_due_sql(postgres: bool, limit: usize) -> String {
     // PostgreSQL refuses a row lock directly in a UNION member, but accepts it in a subquery.
     let (lock, now) = if postgres {
         (" FOR UPDATE SKIP LOCKED", "$3")
@@ -63,14 +63,51 @@ fn next_due_sql(postgres: bool) -> String {
         .map(|(i, b)| {
             format!(
                 "SELECT id FROM ({}) AS due{i}",
-                b.replace("{lock}", lock).replace("{now}", now)
+                b.replace("LIMIT 1", &format!("LIMIT {limit}"))
+                    .replace("{lock}", lock)
+                    .replace("{now}", now)
             )
         })
         .collect();
     format!(
-        "SELECT id FROM ({}) AS due LIMIT 1",
+        "SELECT id FROM ({}) AS due LIMIT {limit}",
         branches.join(" UNION ALL ")
     )
+}
+
+/// The placeholders of the claim's four parameters (owner, lease end, now, run id).
+fn placeholders(postgres: bool) -> [&'static str; 4] {
+    if postgres {
+        ["$1", "$2", "$3", "$4"]
+    } else {
+        ["?1", "?2", "?3", "?4"]
+    }
+}
+
+/// The claim's `UPDATE` of the rows `target` selects; each row's lease owner is `owner`
+/// followed by `suffix` (an SQL expression).
+fn claim_sql(postgres: bool, target: &str, suffix: &str) -> String {
+    let [o, l, n, _] = placeholders(postgres);
+    format!(
+        "UPDATE pipeline_runs SET status = 'processing', lease_owner = {o}{suffix}, \
+         lease_expires_at = {l}, updated_at = {n}, attempts = attempts + 1, \
+         started_at = COALESCE(started_at, {n}) WHERE id IN ({target}) RETURNING id"
+    )
+}
+
+fn load_claimed(conn: &mut AnyConnection, claimed: Vec<Claimed>) -> Result<Vec<PipelineRun>> {
+    let mut ids: Vec<i64> = claimed.into_iter().map(|c| c.id).collect();
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Claimed together, started in queue order.
+    ids.sort_unstable();
+    let rows: Vec<PipelineRunRow> = pipeline_runs::table
+        .filter(pipeline_runs::id.eq_any(&ids))
+        .order(pipeline_runs::id)
+        .select(pipeline_runs::all_columns)
+        .load::<PipelineRunRow>(conn)?;
+    rows.into_iter().map(TryInto::try_into).collect()
 }
 
 /// Claims the next due run (or the given one, if due) for `owner` until `lease_until`.
@@ -80,47 +117,55 @@ pub fn claim(
     lease_until: NaiveDateTime,
     run_id: Option<&str>,
 ) -> Result<Option<PipelineRun>> {
-    let t = now();
+    let Some(run_id) = run_id else {
+        return Ok(claim_due(conn, owner, lease_until, 1)?.into_iter().next());
+    };
     let postgres = matches!(conn, AnyConnection::Postgres(_));
-    let (p, lock) = if postgres {
-        (["$1", "$2", "$3", "$4"], " FOR UPDATE SKIP LOCKED")
+    let [_, _, n, r] = placeholders(postgres);
+    let lock = if postgres {
+        " FOR UPDATE SKIP LOCKED"
     } else {
-        (["?1", "?2", "?3", "?4"], "")
+        ""
     };
-    let target = match run_id {
-        Some(_) => format!(
-            "SELECT id FROM pipeline_runs WHERE run_id = {} AND {}{lock}",
-            p[3],
-            CLAIMABLE.replace("{now}", p[2])
-        ),
-        None => next_due_sql(postgres),
+    let target = format!(
+        "SELECT id FROM pipeline_runs WHERE run_id = {r} AND {}{lock}",
+        CLAIMABLE.replace("{now}", n)
+    );
+    let q = diesel::sql_query(claim_sql(postgres, &target, ""))
+        .bind::<Text, _>(owner)
+        .bind::<Timestamp, _>(lease_until)
+        .bind::<Timestamp, _>(now())
+        .bind::<Text, _>(run_id);
+    let claimed: Vec<Claimed> = match &mut *conn {
+        AnyConnection::Postgres(c) => q.load(c)?,
+        AnyConnection::Sqlite(c) => q.load(c)?,
     };
-    let sql = format!(
-        "UPDATE pipeline_runs SET status = 'processing', lease_owner = {o}, lease_expires_at = {l}, \
-         updated_at = {n}, attempts = attempts + 1, started_at = COALESCE(started_at, {n}) \
-         WHERE id = ({target}) RETURNING id",
-        o = p[0],
-        l = p[1],
-        n = p[2],
+    Ok(load_claimed(conn, claimed)?.into_iter().next())
+}
+
+/// Claims up to `limit` due runs at once (in the order [`claim`] would take them one by one),
+/// each with its own lease owner: `owner` followed by `#` and the run's row id.
+pub fn claim_due(
+    conn: &mut AnyConnection,
+    owner: &str,
+    lease_until: NaiveDateTime,
+    limit: usize,
+) -> Result<Vec<PipelineRun>> {
+    let postgres = matches!(conn, AnyConnection::Postgres(_));
+    let sql = claim_sql(
+        postgres,
+        &next_due_sql(postgres, limit.max(1)),
+        " || '#' || CAST(id AS TEXT)",
     );
     let q = diesel::sql_query(sql)
         .bind::<Text, _>(owner)
         .bind::<Timestamp, _>(lease_until)
-        .bind::<Timestamp, _>(t);
-    let claimed: Vec<Claimed> = match (&mut *conn, run_id) {
-        (AnyConnection::Postgres(c), Some(id)) => q.bind::<Text, _>(id).load(c)?,
-        (AnyConnection::Sqlite(c), Some(id)) => q.bind::<Text, _>(id).load(c)?,
-        (AnyConnection::Postgres(c), None) => q.load(c)?,
-        (AnyConnection::Sqlite(c), None) => q.load(c)?,
+        .bind::<Timestamp, _>(now());
+    let claimed: Vec<Claimed> = match &mut *conn {
+        AnyConnection::Postgres(c) => q.load(c)?,
+        AnyConnection::Sqlite(c) => q.load(c)?,
     };
-    let Some(Claimed { id }) = claimed.into_iter().next() else {
-        return Ok(None);
-    };
-    let row: PipelineRunRow = pipeline_runs::table
-        .find(id)
-        .select(pipeline_runs::all_columns)
-        .first::<PipelineRunRow>(conn)?;
-    Ok(Some(row.try_into()?))
+    load_claimed(conn, claimed)
 }
 
 /// Extends a lease the caller holds; false when the lease was lost.
@@ -215,7 +260,7 @@ mod tests {
                 };
                 let sql = format!(
                     "EXPLAIN QUERY PLAN {}",
-                    next_due_sql(false).replace("?3", "'2026-11-28 00:00:00'")
+                    next_due_sql(false, 4).replace("?3", "'2026-11-28 00:00:00'")
                 );
                 Ok(diesel::sql_query(sql).load::<PlanLine>(c)?)
             })
@@ -235,5 +280,46 @@ mod tests {
             !lines.iter().any(|l| l.starts_with("SCAN pipeline_runs")),
             "{lines:#?}"
         );
+    }
+    #[tokio::test]
+    async fn a_batch_claim_takes_due_runs_in_queue_order_each_once_with_its_own_owner() {
+        for db in testing::all().await {
+            let queued: Vec<i64> = db
+                .store
+                .write(|c| {
+                    (0..5)
+                        .map(|_| {
+                            crate::store::insert_pipeline_run(
+                                c,
+                                &crate::store::NewPipelineRun {
+                                    run_id: crate::domain::new_id(),
+                                    trace_id: crate::domain::new_id(),
+                                    definition_name: None,
+                                    incident_id: None,
+                                    source: "test".into(),
+                                    environment: "test".into(),
+                                    max_retries: 0,
+                                    inbound_payload: serde_json::json!({}),
+                                },
+                            )
+                            .map(|r| r.id)
+                        })
+                        .collect()
+                })
+                .await
+                .unwrap();
+            let until = now() + chrono::Duration::seconds(60);
+            let claim = |limit| db.store.write(move |c| claim_due(c, "w", until, limit));
+            let first = claim(3).await.unwrap();
+            let ids: Vec<i64> = first.iter().map(|r| r.id).collect();
+            assert_eq!(ids, queued[..3], "{}", db.label);
+            let owners: std::collections::BTreeSet<_> =
+                first.iter().map(|r| r.lease_owner.clone()).collect();
+            assert_eq!(owners.len(), 3, "{}: {owners:?}", db.label);
+            assert!(first.iter().all(|r| r.status == PipelineStatus::Processing));
+            let rest: Vec<i64> = claim(3).await.unwrap().iter().map(|r| r.id).collect();
+            assert_eq!(rest, queued[3..], "{}", db.label);
+            assert!(claim(3).await.unwrap().is_empty(), "{}", db.label);
+        }
     }
 }
