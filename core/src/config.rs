@@ -512,6 +512,22 @@ mod tests {
     }
 
     #[test]
+    fn the_console_secret_key_is_read_checked_and_never_printed() {
+        let key = "k".repeat(40);
+        let c = load(&[("TOCSIN_SECRET_KEY", &key)]).unwrap();
+        assert_eq!(c.secret_key.as_ref().map(|k| k.expose()), Some(key.as_str()));
+        assert!(!format!("{c:?}").contains(&key));
+        assert_eq!(load(&[("TOCSIN_SECRET_KEY", " ")]).unwrap().secret_key, None);
+        let err = load(&[("TOCSIN_SECRET_KEY", "short")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("TOCSIN_SECRET_KEY") && err.contains("32") && !err.contains("short"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn passwords_in_urls_are_redacted() {
         assert_eq!(
             redact_url("postgres://u:pw@h/db"),

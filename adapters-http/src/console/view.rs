@@ -234,16 +234,21 @@ mod tests {
         for (name, _) in TEMPLATES {
             assert!(env().get_template(name).is_ok(), "{name}");
         }
-        let res = render(
-            StatusCode::OK,
-            "error.html",
-            None,
-            json!({"status": 400, "title": "t", "message": "<script>alert(1)</script>"}),
-        );
-        assert_eq!(res.status(), StatusCode::OK);
+        let html = env()
+            .get_template("error.html")
+            .and_then(|t| {
+                t.render(minijinja::value::Serde(&json!({
+                    "status": 400, "title": "t", "message": "<script>alert(1)</script>\"'"
+                })))
+            })
+            .unwrap();
+        assert!(!html.contains("<script>alert(1)"), "{html}");
+        assert!(html.contains("&lt;script&gt;alert(1)"), "{html}");
+        assert!(!html.contains("\"'<"), "quotes are escaped too");
         assert_eq!(
             when(Some("2026-01-02T03:04:05.123Z".into())),
             "2026-01-02 03:04:05"
         );
+        assert_eq!(flash_text("<b>made up</b>"), None);
     }
 }
