@@ -139,14 +139,13 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
-/// Whether the request reached us over TLS (directly or through a proxy that says so).
-fn over_tls(req: &Request) -> bool {
-    req.uri().scheme_str() == Some("https")
-        || req
-            .headers()
-            .get("x-forwarded-proto")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.trim().eq_ignore_ascii_case("https"))
+/// Whether the request reached us over TLS (through a proxy that says so).
+fn over_tls(headers: &HeaderMap) -> bool {
+    headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("https"))
 }
 
 fn set_cookie(name: &str, value: &str, max_age: i64, secure: bool) -> String {
@@ -171,16 +170,22 @@ fn same_origin(value: &str, host: Option<&str>) -> bool {
     authority.eq_ignore_ascii_case(host)
 }
 
-/// Cross-site POSTs are refused: an `Origin` (or, without one, a `Referer`) must name this host.
+/// Cross-site POSTs are refused: an `Origin` (or, without one, a `Referer`) must name this host,
+/// as the request's `Host` or, behind a reverse proxy, its `X-Forwarded-Host` says.
 fn cross_origin(headers: &HeaderMap) -> bool {
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    let forwarded = headers
+        .get("x-forwarded-host")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .map(str::trim);
     let given = headers
         .get(header::ORIGIN)
         .or_else(|| headers.get(header::REFERER))
         .and_then(|v| v.to_str().ok());
     match given {
         None => false,
-        Some(v) => !same_origin(v, host),
+        Some(v) => !same_origin(v, host) && !same_origin(v, forwarded),
     }
 }
 
@@ -239,7 +244,7 @@ pub(crate) async fn guard(
     if post && cross_origin(req.headers()) {
         return forbidden("cross-origin form submissions are refused");
     }
-    let secure = over_tls(&req);
+    let secure = over_tls(req.headers()) || req.uri().scheme_str() == Some("https");
     let keys = state.tocsin.config().api_keys.clone();
     let open = keys.is_empty();
     let login = path == "/admin/login";
@@ -390,10 +395,7 @@ pub(crate) async fn login(
         );
     };
     let token = ctx.token(key, now());
-    let secure = headers
-        .get("x-forwarded-proto")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("https"));
+    let secure = over_tls(&headers);
     let mut res = Redirect::to(&next).into_response();
     if let Ok(v) =
         HeaderValue::from_str(&set_cookie(SESSION_COOKIE, &token, SESSION_SECONDS, secure))
@@ -405,10 +407,7 @@ pub(crate) async fn login(
 
 /// `POST /admin/logout`.
 pub(crate) async fn logout(headers: HeaderMap) -> Response {
-    let secure = headers
-        .get("x-forwarded-proto")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("https"));
+    let secure = over_tls(&headers);
     let mut res = Redirect::to("/admin/login").into_response();
     if let Ok(v) = HeaderValue::from_str(&set_cookie(SESSION_COOKIE, "", 0, secure)) {
         res.headers_mut().append(header::SET_COOKIE, v);
@@ -461,6 +460,28 @@ mod tests {
         ] {
             assert_eq!(safe_next(bad), "/admin/", "{bad}");
         }
+    }
+
+    #[test]
+    fn cross_origin_posts_are_recognised_behind_a_proxy_too() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("10.0.0.5:8000"));
+        assert!(
+            !cross_origin(&h),
+            "no Origin nor Referer: a non-browser client"
+        );
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("https://ops.example"),
+        );
+        assert!(cross_origin(&h));
+        h.insert("x-forwarded-host", HeaderValue::from_static("ops.example"));
+        assert!(!cross_origin(&h));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("https://evil.example"),
+        );
+        assert!(cross_origin(&h));
     }
 
     #[test]
