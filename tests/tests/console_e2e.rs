@@ -230,9 +230,16 @@ async fn console_end_to_end_in_chromium() {
 
     // The dashboard counts them; the incidents list shows both.
     b.refresh().await.unwrap();
-    b.wait_text("#open-incidents", WAIT, |t| t.contains("critical"))
+    // One critical (web-1) and one warning (web-2) incident, both open.
+    for sev in ["critical", "warning"] {
+        b.wait_text(
+            &format!("#open-incidents tr[data-severity=\"{sev}\"] td.count"),
+            WAIT,
+            |t| t == "1",
+        )
         .await
         .unwrap();
+    }
     shot(&b, &dir, "03-dashboard").await;
     b.find("#nav-incidents")
         .await
@@ -258,6 +265,14 @@ async fn console_end_to_end_in_chromium() {
     b.wait_text("#incident-status", WAIT, |t| t == "open")
         .await
         .unwrap();
+    let title = b
+        .find("#incident-title")
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(title.contains("HighMemory"), "{title}");
     assert_eq!(
         path_of(&b.current_url().await.unwrap()),
         format!("/admin/incidents/{id}")
