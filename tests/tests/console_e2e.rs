@@ -9,6 +9,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -59,10 +60,6 @@ impl Server {
             _db: db,
         }
     }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
 }
 
 impl Drop for Server {
@@ -79,6 +76,10 @@ fn artifacts_dir() -> PathBuf {
     let dir = target.join("test-artifacts").join("console");
     std::fs::create_dir_all(&dir).unwrap();
     let dir = dir.canonicalize().unwrap_or(dir);
+    // What a previous failed run left would read as this run's failure.
+    for stale in ["failure.png", "failure.html"] {
+        let _ = std::fs::remove_file(dir.join(stale));
+    }
     let _ = writeln!(
         std::io::stdout(),
         "[tocsin test] console screenshots in {}",
@@ -156,13 +157,47 @@ async fn console_end_to_end_in_chromium() {
     let started = Instant::now();
     let dir = artifacts_dir();
     let server = Server::start().await;
-    let b = Browser::start(Some(&dir.join("chromedriver.log")))
-        .await
-        .unwrap_or_else(|e| panic!("cannot start headless Chromium: {e}"));
+    let b = Arc::new(
+        Browser::start(Some(&dir.join("chromedriver.log")))
+            .await
+            .unwrap_or_else(|e| panic!("cannot start headless Chromium: {e}")),
+    );
+    // The flow runs as its own task so that, when an assertion fails, the page it failed on is
+    // still there to be saved (failure.png, failure.html) before the panic goes on.
+    let outcome = tokio::spawn(operator_flow(b.clone(), server.base.clone(), dir.clone())).await;
+    if let Err(e) = outcome {
+        let url = b.current_url().await.unwrap_or_default();
+        let _ = b.save_screenshot(&dir.join("failure.png")).await;
+        if let Ok(html) = b.source().await {
+            let _ = std::fs::write(dir.join("failure.html"), html);
+        }
+        let _ = writeln!(
+            std::io::stderr(),
+            "[tocsin test] console end to end failed on {url}; see failure.png and failure.html in {}",
+            dir.display()
+        );
+        match e.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            Err(e) => panic!("the browser flow did not finish: {e}"),
+        }
+    }
+    if let Ok(b) = Arc::try_unwrap(b) {
+        b.quit().await.unwrap();
+    }
+    drop(server);
+    let _ = writeln!(
+        std::io::stdout(),
+        "[tocsin test] console end to end in Chromium took {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
 
+/// What an operator does, page by page.
+async fn operator_flow(b: Arc<Browser>, base: String, dir: PathBuf) {
+    let at = |path: &str| format!("{base}{path}");
     // Log in: the console sends a visitor without a session to the login page; a wrong key is
     // refused on the page, the right one lands on the dashboard with a session cookie.
-    b.goto(&server.url("/admin/")).await.unwrap();
+    b.goto(&at("/admin/")).await.unwrap();
     b.wait_for("#login-form", WAIT).await.unwrap();
     assert_eq!(path_of(&b.current_url().await.unwrap()), "/admin/login");
     shot(&b, &dir, "01-login").await;
@@ -210,7 +245,7 @@ async fn console_end_to_end_in_chromium() {
 
     // Alertmanager fires two alerts through the webhook (the API, with the key).
     let res = reqwest::Client::new()
-        .post(server.url("/alerts/webhook/alertmanager/"))
+        .post(at("/alerts/webhook/alertmanager/"))
         .bearer_auth(KEY)
         .header("content-type", "application/json")
         .body(FIRING)
@@ -452,11 +487,10 @@ async fn console_end_to_end_in_chromium() {
         "{shape}"
     );
 
-    b.quit().await.unwrap();
-    drop(server);
-    let _ = writeln!(
-        std::io::stdout(),
-        "[tocsin test] console end to end in Chromium took {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
+    // Logging out ends the session: the console sends the visitor back to the login page.
+    b.find("#logout").await.unwrap().click().await.unwrap();
+    b.wait_for("#login-form", WAIT).await.unwrap();
+    b.goto(&at("/admin/incidents")).await.unwrap();
+    b.wait_for("#login-form", WAIT).await.unwrap();
+    assert_eq!(path_of(&b.current_url().await.unwrap()), "/admin/login");
 }
