@@ -126,22 +126,18 @@ pub fn enqueue_in(
     tocsin: &Tocsin,
     submit: &Submit,
 ) -> Result<PipelineRun> {
-    let definition = match (&submit.definition, &submit.inline_definition) {
+    // A stored definition is read once per run queued (this runs in the ingest transaction).
+    let (definition, max_retries) = match (&submit.definition, &submit.inline_definition) {
         (Some(name), _) => {
             let d = resolve_definition(conn, Some(name))?;
             check_valid(&d, tocsin)?;
-            None
+            (None, d.defaults.max_retries)
         }
         (None, Some(d)) => {
             check_valid(d, tocsin)?;
-            Some(d.clone())
+            (Some(d.clone()), d.defaults.max_retries)
         }
-        (None, None) => None,
-    };
-    let max_retries = match (&submit.definition, &definition) {
-        (_, Some(d)) => d.defaults.max_retries,
-        (Some(n), None) => resolve_definition(conn, Some(n))?.defaults.max_retries,
-        (None, None) => definition::Defaults::default().max_retries,
+        (None, None) => (None, definition::Defaults::default().max_retries),
     };
     let envelope = Envelope {
         payload: submit.payload.clone(),
