@@ -975,7 +975,6 @@ async fn transition(
     id: i64,
     actor: &str,
     to: IncidentStatus,
-    allowed: &'static [IncidentStatus],
     what: &'static str,
     details: Value,
 ) -> Result<Incident> {
@@ -988,7 +987,7 @@ async fn transition(
             if inc.status == to {
                 return Ok(inc);
             }
-            if !allowed.contains(&inc.status) {
+            if !inc.status.can_transition_to(to) {
                 return Err(conflict(id, inc.status, what));
             }
             set_incident_status(c, id, to, &actor, details)
@@ -1004,7 +1003,6 @@ pub async fn acknowledge_incident(tocsin: &Tocsin, id: i64, actor: &str) -> Resu
         id,
         actor,
         IncidentStatus::Acknowledged,
-        &[IncidentStatus::Open],
         "acknowledged",
         json!({}),
     )
@@ -1018,7 +1016,6 @@ pub async fn resolve_incident(tocsin: &Tocsin, id: i64, actor: &str) -> Result<I
         id,
         actor,
         IncidentStatus::Resolved,
-        &[IncidentStatus::Open, IncidentStatus::Acknowledged],
         "resolved",
         json!({"reason": "resolved by hand"}),
     )
@@ -1032,11 +1029,6 @@ pub async fn close_incident(tocsin: &Tocsin, id: i64, actor: &str) -> Result<Inc
         id,
         actor,
         IncidentStatus::Closed,
-        &[
-            IncidentStatus::Open,
-            IncidentStatus::Acknowledged,
-            IncidentStatus::Resolved,
-        ],
         "closed",
         json!({}),
     )
@@ -1050,7 +1042,6 @@ pub async fn reopen_incident(tocsin: &Tocsin, id: i64, actor: &str) -> Result<In
         id,
         actor,
         IncidentStatus::Open,
-        &[IncidentStatus::Resolved, IncidentStatus::Closed],
         "re-opened",
         json!({"reason": "re-opened by hand"}),
     )
