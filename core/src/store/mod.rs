@@ -11,6 +11,7 @@
 //! mutex is cheaper and fairer than spinning on `SQLITE_BUSY`.
 
 pub mod checks;
+pub mod console;
 pub mod ingest;
 pub mod metrics;
 mod records;
