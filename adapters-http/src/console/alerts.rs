@@ -5,24 +5,15 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde_json::{Value, json};
-use tocsin_core::domain::{Alert, AlertStatus, Labels, Severity};
-use tocsin_core::store::{self, AlertFilter};
+use tocsin_core::domain::{AlertStatus, Labels, Severity};
+use tocsin_core::store::{self, console::AlertQuery};
 
 use super::form::param;
 use super::{
-    ConsoleError, PAGE_SIZE, Page, Params, SCAN_LIMIT, Session, enum_param, page_number, paginate,
-    params, pretty, render,
+    ConsoleError, Page, Params, Session, enum_param, page_number, page_request, pager, params,
+    pretty, render,
 };
 use crate::AppState;
-
-fn matches_text(a: &Alert, q: &str) -> bool {
-    let q = q.to_lowercase();
-    [&a.name, &a.description, &a.fingerprint]
-        .into_iter()
-        .chain(a.labels.values())
-        .chain(a.annotations.values())
-        .any(|s| s.to_lowercase().contains(&q))
-}
 
 /// `GET /admin/alerts?status=&severity=&source=&q=&page=`.
 pub(crate) async fn list(
@@ -35,49 +26,32 @@ pub(crate) async fn list(
     let severity = enum_param::<Severity>(&p, "severity")?;
     let (source, q) = (param(&p, "source"), param(&p, "q"));
     let page = page_number(&p)?;
-    let in_memory = !q.is_empty();
-    let filter = AlertFilter {
+    let filter = AlertQuery {
         status,
         severity,
-        source: (!source.is_empty()).then(|| source.clone()),
-        incident_id: None,
-        limit: if in_memory {
-            SCAN_LIMIT
-        } else {
-            PAGE_SIZE as i64 + 1
-        },
-        offset: if in_memory {
-            0
-        } else {
-            ((page - 1) * PAGE_SIZE) as i64
-        },
+        source: Some(source.clone()),
+        text: Some(q.clone()),
     };
-    let rows = state
+    let listing = state
         .tocsin
         .store()
-        .run(move |c| store::list_alerts(c, &filter))
+        .run(move |c| store::console::alerts(c, &filter, page_request(page)))
         .await?;
-    let rows: Vec<Alert> = rows
-        .into_iter()
-        .filter(|a| q.is_empty() || matches_text(a, &q))
-        .collect();
     let filters = [
         ("status", param(&p, "status")),
         ("severity", param(&p, "severity")),
         ("source", source.clone()),
         ("q", q.clone()),
     ];
-    let paged = paginate(rows, page, !in_memory, "/admin/alerts", &filters);
+    let pager = pager(page, listing.total, "/admin/alerts", &filters);
     Ok(render(
         StatusCode::OK,
         "alerts.html",
         Some(&session),
         json!({
             "nav": "alerts",
-            "alerts": paged.rows,
-            "prev": paged.prev,
-            "next": paged.next,
-            "page": page,
+            "alerts": listing.rows,
+            "pager": pager,
             "filter": {"status": param(&p, "status"), "severity": param(&p, "severity"),
                        "source": source, "q": q},
             "statuses": AlertStatus::ALL,

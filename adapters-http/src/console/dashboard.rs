@@ -1,16 +1,20 @@
 //! `GET /admin/`: open incidents by severity, runs by status in the last 24 h, queue depth and
-//! recent failed deliveries.
+//! recent failed deliveries, each counted by the database over every row.
 
 use axum::Extension;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use serde_json::json;
-use tocsin_core::domain::{DeliveryStatus, IncidentStatus, Severity};
-use tocsin_core::store::{self, IncidentFilter, RunFilter};
+use tocsin_core::store;
 
-use super::{Page, Params, SCAN_LIMIT, Session, params, render};
+use super::{Page, Params, Session, params, render};
 use crate::AppState;
+
+/// The window of the run and delivery figures.
+const WINDOW_HOURS: i64 = 24;
+/// The most failed deliveries listed (the count covers all of them).
+const FAILED_SHOWN: i64 = 20;
 
 /// The dashboard.
 pub(crate) async fn page(
@@ -19,56 +23,17 @@ pub(crate) async fn page(
     query: Result<Query<Params>, QueryRejection>,
 ) -> Page {
     let p = params(query)?;
-    let data = state
+    let since = chrono::Utc::now() - chrono::Duration::hours(WINDOW_HOURS);
+    let d = state
         .tocsin
         .store()
-        .run(|c| {
-            let mut by_severity = Vec::new();
-            let mut capped = false;
-            for sev in Severity::ALL.iter().rev() {
-                let mut row = vec![sev.as_str().to_owned()];
-                for st in [IncidentStatus::Open, IncidentStatus::Acknowledged] {
-                    let n = store::list_incidents(
-                        c,
-                        &IncidentFilter {
-                            status: Some(st),
-                            severity: Some(*sev),
-                            limit: SCAN_LIMIT,
-                            offset: 0,
-                        },
-                    )?
-                    .len();
-                    capped |= n as i64 >= SCAN_LIMIT;
-                    row.push(n.to_string());
-                }
-                by_severity.push(row);
-            }
-            let since = chrono::Utc::now() - chrono::Duration::hours(24);
-            let runs = store::list_pipeline_runs(
-                c,
-                &RunFilter {
-                    limit: SCAN_LIMIT,
-                    ..RunFilter::default()
-                },
-            )?;
-            let mut by_status: Vec<(String, usize)> = Vec::new();
-            for r in runs.iter().filter(|r| r.created_at >= since) {
-                match by_status.iter_mut().find(|(s, _)| s == r.status.as_str()) {
-                    Some((_, n)) => *n += 1,
-                    None => by_status.push((r.status.as_str().to_owned(), 1)),
-                }
-            }
-            by_status.sort();
-            let (depth, oldest) = tocsin_core::engine::queue::depth(c)?;
-            let failed: Vec<_> = store::list_deliveries(c, None, 200)?
-                .into_iter()
-                .filter(|d| d.status == DeliveryStatus::Failed)
-                .take(20)
-                .collect();
-            Ok((by_severity, capped, by_status, depth, oldest, failed))
-        })
+        .run(move |c| store::console::dashboard(c, since, FAILED_SHOWN))
         .await?;
-    let (by_severity, capped, by_status, depth, oldest, failed) = data;
+    let by_severity: Vec<_> = d
+        .active_incidents
+        .iter()
+        .map(|r| (r.severity, r.open, r.acknowledged))
+        .collect();
     let flash = p.get("flash").cloned();
     Ok(render(
         StatusCode::OK,
@@ -78,11 +43,11 @@ pub(crate) async fn page(
             "nav": "dashboard",
             "flash": flash,
             "by_severity": by_severity,
-            "capped": capped,
-            "runs_by_status": by_status,
-            "queue_depth": depth,
-            "oldest_pending_seconds": oldest.map(|s| s.round()),
-            "failed_deliveries": failed,
+            "runs_by_status": d.runs_by_status,
+            "queue_depth": d.queue_depth,
+            "oldest_pending_seconds": d.oldest_waiting_seconds.map(|s| s.round()),
+            "failed_total": d.failed_deliveries.total,
+            "failed_deliveries": d.failed_deliveries.recent,
         }),
     ))
 }

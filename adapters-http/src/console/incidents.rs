@@ -1,31 +1,23 @@
 //! Incidents: the filtered list, the incident page (alerts and their history, events and notes,
 //! the runs it caused with their recommendations and deliveries) and the lifecycle actions.
 
-use std::collections::BTreeSet;
-
 use axum::Extension;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde_json::{Value, json};
-use tocsin_core::domain::{Incident, IncidentStatus, Severity};
-use tocsin_core::store::{self, AlertFilter, IncidentFilter, RunFilter};
+use tocsin_core::domain::{IncidentStatus, Severity};
+use tocsin_core::store::console::{IncidentQuery, PageRequest, RunQuery};
+use tocsin_core::store::{self, AlertFilter};
 use tocsin_ingest::service;
 
 use super::form::param;
 use super::{
-    ConsoleError, FormData, PAGE_SIZE, Page, Params, SCAN_LIMIT, Session, back, enum_param, field,
-    page_number, paginate, params, pretty, render,
+    ConsoleError, FormData, Page, Params, Session, back, enum_param, field, page_number,
+    page_request, pager, params, pretty, render,
 };
 use crate::AppState;
-
-fn matches_text(i: &Incident, q: &str) -> bool {
-    let q = q.to_lowercase();
-    [&i.title, &i.description, &i.group_key]
-        .iter()
-        .any(|s| s.to_lowercase().contains(&q))
-}
 
 /// `GET /admin/incidents?status=&severity=&source=&q=&page=`.
 pub(crate) async fn list(
@@ -38,66 +30,32 @@ pub(crate) async fn list(
     let severity = enum_param::<Severity>(&p, "severity")?;
     let (source, q) = (param(&p, "source"), param(&p, "q"));
     let page = page_number(&p)?;
-    // Source and text are not columns of incidents: those filters look through the newest rows.
-    let in_memory = !source.is_empty() || !q.is_empty();
-    let filter = IncidentFilter {
+    let filter = IncidentQuery {
         status,
         severity,
-        limit: if in_memory {
-            SCAN_LIMIT
-        } else {
-            PAGE_SIZE as i64 + 1
-        },
-        offset: if in_memory {
-            0
-        } else {
-            ((page - 1) * PAGE_SIZE) as i64
-        },
+        source: Some(source.clone()),
+        text: Some(q.clone()),
     };
-    let src = source.clone();
-    let rows = state
+    let listing = state
         .tocsin
         .store()
-        .run(move |c| {
-            let rows = store::list_incidents(c, &filter)?;
-            if src.is_empty() {
-                return Ok(rows);
-            }
-            let ids: BTreeSet<i64> = store::list_alerts(
-                c,
-                &AlertFilter {
-                    source: Some(src),
-                    limit: SCAN_LIMIT,
-                    ..AlertFilter::default()
-                },
-            )?
-            .into_iter()
-            .filter_map(|a| a.incident_id)
-            .collect();
-            Ok(rows.into_iter().filter(|i| ids.contains(&i.id)).collect())
-        })
+        .run(move |c| store::console::incidents(c, &filter, page_request(page)))
         .await?;
-    let rows: Vec<Incident> = rows
-        .into_iter()
-        .filter(|i| q.is_empty() || matches_text(i, &q))
-        .collect();
     let filters = [
         ("status", param(&p, "status")),
         ("severity", param(&p, "severity")),
         ("source", source.clone()),
         ("q", q.clone()),
     ];
-    let paged = paginate(rows, page, !in_memory, "/admin/incidents", &filters);
+    let pager = pager(page, listing.total, "/admin/incidents", &filters);
     Ok(render(
         StatusCode::OK,
         "incidents.html",
         Some(&session),
         json!({
             "nav": "incidents",
-            "incidents": paged.rows,
-            "prev": paged.prev,
-            "next": paged.next,
-            "page": page,
+            "incidents": listing.rows,
+            "pager": pager,
             "filter": {"status": param(&p, "status"), "severity": param(&p, "severity"),
                        "source": source, "q": q},
             "statuses": IncidentStatus::ALL,
@@ -106,17 +64,26 @@ pub(crate) async fn list(
     ))
 }
 
-/// The actions the incident lifecycle allows from a status, as the library enforces them
-/// (`acknowledge_incident`, `resolve_incident`, `close_incident`, `reopen_incident`); the console
-/// only uses this to decide which buttons to show, the library still checks every call.
-fn allowed_actions(status: IncidentStatus) -> &'static [&'static str] {
-    match status {
-        IncidentStatus::Open => &["acknowledge", "resolve", "close"],
-        IncidentStatus::Acknowledged => &["resolve", "close"],
-        IncidentStatus::Resolved => &["close", "reopen"],
-        IncidentStatus::Closed => &["reopen"],
-    }
+/// The console's incident actions and the status each one moves an incident to.
+const ACTIONS: [(&str, IncidentStatus); 4] = [
+    ("acknowledge", IncidentStatus::Acknowledged),
+    ("resolve", IncidentStatus::Resolved),
+    ("close", IncidentStatus::Closed),
+    ("reopen", IncidentStatus::Open),
+];
+
+/// The actions to offer on an incident in `status`: the lifecycle rule the library enforces
+/// ([`IncidentStatus::can_transition_to`]), so the buttons never disagree with the checks.
+fn allowed_actions(status: IncidentStatus) -> Vec<&'static str> {
+    ACTIONS
+        .iter()
+        .filter(|(_, to)| status.can_transition_to(*to))
+        .map(|(name, _)| *name)
+        .collect()
 }
+
+/// The most runs an incident page lists (newest first; the page says how many there are).
+const RUNS_SHOWN: i64 = 50;
 
 fn incident_id(raw: &str) -> Result<i64, ConsoleError> {
     raw.parse::<i64>()
@@ -172,27 +139,33 @@ pub(crate) async fn detail(
                            "details": if note.is_some() { Vec::new() } else { changes(&details) }})
                 })
                 .collect();
-            let runs: Vec<_> = store::list_pipeline_runs(
+            let runs = store::console::runs(
                 c,
-                &RunFilter {
-                    limit: SCAN_LIMIT,
-                    ..RunFilter::default()
+                &RunQuery {
+                    incident_id: Some(id),
+                    ..RunQuery::default()
                 },
-            )?
-            .into_iter()
-            .filter(|r| r.incident_id == Some(id))
-            .take(50)
-            .collect();
+                PageRequest {
+                    limit: RUNS_SHOWN,
+                    offset: 0,
+                },
+            )?;
             let mut run_rows = Vec::new();
-            for r in runs {
+            for r in runs.rows {
                 let deliveries = store::list_deliveries(c, Some(&r.run_id), 100)?;
                 run_rows.push(json!({"run": r, "deliveries": deliveries}));
             }
             let analyses = store::list_analysis_runs(c, Some(id), 50)?;
-            Ok((incident, alert_rows, events, run_rows, analyses))
+            Ok((
+                incident,
+                alert_rows,
+                events,
+                (run_rows, runs.total),
+                analyses,
+            ))
         })
         .await?;
-    let (incident, alerts, events, runs, analyses) = data;
+    let (incident, alerts, events, (runs, runs_total), analyses) = data;
     let recommendations: Vec<Value> = analyses
         .iter()
         .flat_map(|a| {
@@ -217,6 +190,7 @@ pub(crate) async fn detail(
             "alerts": alerts,
             "events": events,
             "runs": runs,
+            "runs_total": runs_total,
             "analyses": analyses,
             "recommendations": recommendations,
         }),

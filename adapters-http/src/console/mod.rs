@@ -25,6 +25,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router, middleware};
 use serde_json::Value;
+use tocsin_core::store::console::PageRequest;
 
 pub(crate) use form::{FormData, Params};
 pub(crate) use session::Session;
@@ -33,9 +34,7 @@ pub(crate) use view::{ConsoleError, Page, render};
 use crate::AppState;
 
 /// Rows per list page.
-pub(crate) const PAGE_SIZE: usize = 50;
-/// The most rows a filtered list looks through.
-pub(crate) const SCAN_LIMIT: i64 = 1000;
+pub(crate) const PAGE_SIZE: i64 = 50;
 
 const CSS: &str = include_str!("../../console/static/console.css");
 const JS: &str = include_str!("../../console/static/console.js");
@@ -156,31 +155,31 @@ where
         .map_err(|e| ConsoleError::bad_request(format!("{name}: {}", e.message())))
 }
 
-/// One page of rows out of everything that matched, with the links to its neighbours.
-pub(crate) struct Paged<T> {
-    /// The rows of this page.
-    pub rows: Vec<T>,
+/// Where a list page sits among all the pages of its filter, and the links to its neighbours.
+#[derive(Debug, serde::Serialize)]
+pub(crate) struct Pager {
+    /// This page, from 1.
+    pub page: usize,
+    /// How many pages the filter has (at least 1, so an empty list is "page 1 of 1").
+    pub pages: i64,
+    /// How many rows match the filter, over every page.
+    pub total: i64,
     /// Link to the previous page.
     pub prev: Option<String>,
     /// Link to the next page.
     pub next: Option<String>,
 }
 
-/// Cuts page `page` out of `rows`; `skipped` rows were already skipped by the query (then `rows`
-/// holds at most one page and one extra row, which only says there is a next page).
-pub(crate) fn paginate<T>(
-    mut rows: Vec<T>,
-    page: usize,
-    skipped: bool,
-    path: &str,
-    filters: &[(&str, String)],
-) -> Paged<T> {
-    if !skipped {
-        let start = (page - 1).saturating_mul(PAGE_SIZE).min(rows.len());
-        rows.drain(..start);
-    }
-    let has_next = rows.len() > PAGE_SIZE;
-    rows.truncate(PAGE_SIZE);
+/// The rows page `page` of a list reads.
+pub(crate) fn page_request(page: usize) -> PageRequest {
+    PageRequest::page(i64::try_from(page).unwrap_or(i64::MAX), PAGE_SIZE)
+}
+
+/// The pager of page `page` of a list whose filter matches `total` rows; the links keep the
+/// filters. A page past the end still links back, so a stale bookmark is not a dead end.
+pub(crate) fn pager(page: usize, total: i64, path: &str, filters: &[(&str, String)]) -> Pager {
+    let pages = ((total.max(0) + PAGE_SIZE - 1) / PAGE_SIZE).max(1);
+    let last = usize::try_from(pages).unwrap_or(usize::MAX);
     let at = |n: usize| {
         let mut f: Vec<(&str, String)> = filters.to_vec();
         if n > 1 {
@@ -188,10 +187,12 @@ pub(crate) fn paginate<T>(
         }
         form::link(path, &f)
     };
-    Paged {
-        rows,
-        prev: (page > 1).then(|| at(page - 1)),
-        next: has_next.then(|| at(page + 1)),
+    Pager {
+        page,
+        pages,
+        total,
+        prev: (page > 1).then(|| at((page - 1).min(last))),
+        next: (page < last).then(|| at(page + 1)),
     }
 }
 

@@ -6,17 +6,18 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde_json::{Value, json};
-use tocsin_core::domain::{PipelineRun, PipelineStatus};
-use tocsin_core::store::{self, RunFilter};
+use tocsin_core::domain::PipelineStatus;
+use tocsin_core::store::{self, console::RunQuery};
 
 use super::form::param;
 use super::{
-    ConsoleError, Page, Params, SCAN_LIMIT, Session, back, enum_param, page_number, paginate,
+    ConsoleError, Page, Params, Session, back, enum_param, page_number, page_request, pager,
     params, pretty, render,
 };
 use crate::AppState;
 
-/// `GET /admin/runs?status=&definition=&page=`.
+/// `GET /admin/runs?status=&definition=&incident=&page=` (`definition=default` includes the runs
+/// stored without a name, which run the built-in default).
 pub(crate) async fn list(
     State(state): State<AppState>,
     Extension(session): Extension<Session>,
@@ -25,40 +26,41 @@ pub(crate) async fn list(
     let p = params(query)?;
     let status = enum_param::<PipelineStatus>(&p, "status")?;
     let definition = param(&p, "definition");
-    let page = page_number(&p)?;
-    let filter = RunFilter {
-        status,
-        source: None,
-        limit: SCAN_LIMIT,
+    let incident = param(&p, "incident");
+    let incident_id = if incident.is_empty() {
+        None
+    } else {
+        Some(incident.parse::<i64>().map_err(|_| {
+            ConsoleError::bad_request(format!("incident must be an incident id, got {incident:?}"))
+        })?)
     };
-    let rows = state
+    let page = page_number(&p)?;
+    let filter = RunQuery {
+        status,
+        definition: Some(definition.clone()),
+        incident_id,
+    };
+    let listing = state
         .tocsin
         .store()
-        .run(move |c| store::list_pipeline_runs(c, &filter))
+        .run(move |c| store::console::runs(c, &filter, page_request(page)))
         .await?;
-    // Runs have no definition filter in the store; the built-in default is stored as no name.
-    let rows: Vec<PipelineRun> = rows
-        .into_iter()
-        .filter(|r| {
-            definition.is_empty() || r.definition_name.as_deref().unwrap_or("default") == definition
-        })
-        .collect();
     let filters = [
         ("status", param(&p, "status")),
         ("definition", definition.clone()),
+        ("incident", incident.clone()),
     ];
-    let paged = paginate(rows, page, false, "/admin/runs", &filters);
+    let pager = pager(page, listing.total, "/admin/runs", &filters);
     Ok(render(
         StatusCode::OK,
         "runs.html",
         Some(&session),
         json!({
             "nav": "runs",
-            "runs": paged.rows,
-            "prev": paged.prev,
-            "next": paged.next,
-            "page": page,
-            "filter": {"status": param(&p, "status"), "definition": definition},
+            "runs": listing.rows,
+            "pager": pager,
+            "filter": {"status": param(&p, "status"), "definition": definition,
+                       "incident": incident},
             "statuses": PipelineStatus::ALL,
         }),
     ))
