@@ -6,6 +6,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+use tocsin_core::ApiKey;
 
 use crate::{ApiError, AppState};
 
@@ -20,14 +21,35 @@ fn presented_key(req: &Request) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then_some(key.trim())
 }
 
-/// Rejects requests without a valid key when keys are configured.
+/// The configured key equal to `given`, compared in constant time. Comparing digests keeps the
+/// comparison constant-time whatever the lengths; every key is compared, so the position of a
+/// match does not show in the timing either. The console's login uses the same check.
+pub(crate) fn find_key<'a>(keys: &'a [ApiKey], given: &str) -> Option<&'a ApiKey> {
+    let given = Sha256::digest(given.as_bytes());
+    let mut matched = None;
+    for k in keys {
+        let want = Sha256::digest(k.key.expose().as_bytes());
+        if bool::from(want.ct_eq(&given)) && matched.is_none() {
+            matched = Some(k);
+        }
+    }
+    matched
+}
+
+/// Whether a path belongs to the web console, which authenticates with its own session cookie.
+pub(crate) fn is_console_path(path: &str) -> bool {
+    path == "/admin" || path.starts_with("/admin/")
+}
+
+/// Rejects requests without a valid key when keys are configured. The console's paths are left
+/// to the console, which requires its session cookie instead.
 pub(crate) async fn require_api_key(
     State(state): State<AppState>,
     req: Request,
     next: Next,
 ) -> Response {
     let keys = &state.tocsin.config().api_keys;
-    if keys.is_empty() || req.uri().path() == "/healthz" {
+    if keys.is_empty() || req.uri().path() == "/healthz" || is_console_path(req.uri().path()) {
         return next.run(req).await;
     }
     let Some(given) = presented_key(&req) else {
@@ -38,17 +60,7 @@ pub(crate) async fn require_api_key(
         )
         .into_response();
     };
-    // Comparing digests keeps the comparison constant-time whatever the lengths; every key is
-    // compared, so the position of a match does not show in the timing either.
-    let given = Sha256::digest(given.as_bytes());
-    let mut matched = None;
-    for k in keys {
-        let want = Sha256::digest(k.key.expose().as_bytes());
-        if bool::from(want.ct_eq(&given)) && matched.is_none() {
-            matched = Some(k);
-        }
-    }
-    match matched {
+    match find_key(keys, given) {
         None => ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",

@@ -16,14 +16,20 @@
 //! ```
 //!
 //! Every error is `{"error": {"kind": "...", "message": "..."}}` ([`error::ApiError`]). When API keys
-//! are configured, every route but `/healthz` needs one, as `Authorization: Bearer KEY` or
-//! `X-API-Key: KEY` (401 without a valid key, 403 for a key not allowed on that path).
+//! are configured, every route but `/healthz` and the console needs one, as
+//! `Authorization: Bearer KEY` or `X-API-Key: KEY` (401 without a valid key, 403 for a key not
+//! allowed on that path).
+//!
+//! The operator's web console is served at `/admin/`: HTML pages over the same library calls,
+//! behind its own login (an API key allowed on `/admin/` sets a signed session cookie) and CSRF
+//! tokens on every form.
 
 pub mod error;
 
 mod alerts;
 mod auth;
 mod checks;
+mod console;
 mod intelligence;
 mod notify;
 mod orchestration;
@@ -95,6 +101,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .merge(api)
+        .merge(console::routes(&state))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // Outside the routes, so unknown paths need a key too: no route discovery without one.
@@ -124,8 +131,11 @@ async fn healthz(State(state): State<AppState>) -> Response {
     (status, Json(body)).into_response()
 }
 
-async fn not_found(uri: axum::http::Uri) -> ApiError {
-    ApiError::not_found(format!("no route for {}", uri.path()))
+async fn not_found(uri: axum::http::Uri) -> Response {
+    if auth::is_console_path(uri.path()) {
+        return console::not_found(uri.path());
+    }
+    ApiError::not_found(format!("no route for {}", uri.path())).into_response()
 }
 
 async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {

@@ -54,22 +54,32 @@ fn sent(outcome: NotifyOutcome) -> Response {
         .into_response()
 }
 
-async fn do_send(
+/// One send described by a `/notify/send/` body, retried as an interactive caller expects (the
+/// console's test notification goes through here too).
+pub(crate) async fn send_body(
     state: &AppState,
     body: &Value,
     driver: Option<&str>,
     trace_id: &str,
-) -> Result<Response, ApiError> {
+) -> Result<NotifyOutcome, ApiError> {
     let request = SendRequest::from_value(body)?;
-    let outcome = tocsin_notify::send_request(
+    Ok(tocsin_notify::send_request(
         &state.tocsin,
         &request,
         driver,
         trace_id,
         RetryPolicy::interactive(),
     )
-    .await?;
-    Ok(sent(outcome))
+    .await?)
+}
+
+async fn do_send(
+    state: &AppState,
+    body: &Value,
+    driver: Option<&str>,
+    trace_id: &str,
+) -> Result<Response, ApiError> {
+    Ok(sent(send_body(state, body, driver, trace_id).await?))
 }
 
 async fn send(

@@ -7,7 +7,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tocsin_core::domain::PipelineStatus;
+use tocsin_core::domain::{PipelineDefinition, PipelineRun, PipelineStatus};
 use tocsin_core::engine::{self, Definition, Engine, Submit};
 use tocsin_core::store;
 
@@ -39,7 +39,7 @@ pub(crate) fn routes() -> Router<AppState> {
 }
 
 /// The engine serve installed, or one over the same handle (runs then wait for workers).
-fn engine(state: &AppState) -> Engine {
+pub(crate) fn engine(state: &AppState) -> Engine {
     state
         .extension::<Engine>()
         .unwrap_or_else(|| Engine::new(state.tocsin.clone()))
@@ -93,13 +93,36 @@ async fn run_detail(state: &AppState, run_id: String) -> Result<Value, ApiError>
     Ok(json!({"run": run, "stages": stages}))
 }
 
-async fn start(state: &AppState, submit: Submit, sync: bool) -> Result<Response, ApiError> {
+/// The submission of `POST /orchestration/definitions/{name}/execute/` with this payload, for
+/// callers (the console) that execute a definition the same way.
+pub(crate) fn execute_submit(name: String, payload: Value, trace: &TraceId) -> Submit {
+    RunBody {
+        payload,
+        ..RunBody::default()
+    }
+    .into_submit(trace, Some(name))
+}
+
+/// Starts a run: queued, or executed here when `sync` or `TOCSIN_TASKS_EAGER` asks for it (then
+/// the run comes back finished).
+pub(crate) async fn launch(
+    state: &AppState,
+    submit: Submit,
+    sync: bool,
+) -> Result<PipelineRun, ApiError> {
     let engine = engine(state);
     if sync || state.tocsin.config().tasks_eager {
-        let run = engine.run_sync(submit).await?;
+        return Ok(engine.run_sync(submit).await?);
+    }
+    Ok(engine.submit(submit).await?)
+}
+
+async fn start(state: &AppState, submit: Submit, sync: bool) -> Result<Response, ApiError> {
+    let waited = sync || state.tocsin.config().tasks_eager;
+    let run = launch(state, submit, sync).await?;
+    if waited {
         return Ok((StatusCode::OK, Json(run_detail(state, run.run_id).await?)).into_response());
     }
-    let run = engine.submit(submit).await?;
     let body = json!({"run_id": run.run_id, "trace_id": run.trace_id, "status": run.status});
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())
 }
@@ -170,14 +193,22 @@ async fn get_run(
     Ok(Json(run_detail(&state, run_id).await?))
 }
 
+/// Resumes a failed run; with `TOCSIN_TASKS_EAGER` it is driven to its end here.
+pub(crate) async fn resume_run(state: &AppState, run_id: &str) -> Result<PipelineRun, ApiError> {
+    let run = engine(state).resume(run_id).await?;
+    if state.tocsin.config().tasks_eager {
+        return Ok(engine(state).drive(&run.run_id).await?);
+    }
+    Ok(run)
+}
+
 async fn resume(
     State(state): State<AppState>,
     Path(run_id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let run = engine(&state).resume(&run_id).await?;
+    let run = resume_run(&state, &run_id).await?;
     if state.tocsin.config().tasks_eager {
-        let done = engine(&state).drive(&run.run_id).await?;
-        return Ok((StatusCode::OK, Json(run_detail(&state, done.run_id).await?)).into_response());
+        return Ok((StatusCode::OK, Json(run_detail(&state, run.run_id).await?)).into_response());
     }
     let body = json!({"run_id": run.run_id, "trace_id": run.trace_id, "status": run.status});
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())
@@ -190,16 +221,20 @@ async fn list_definitions(State(state): State<AppState>) -> Result<Json<Value>, 
     ))
 }
 
+/// A built-in definition by name.
+pub(crate) fn builtin_definition(name: &str) -> Option<Definition> {
+    match name {
+        "checks-only" => Some(engine::checks_only()),
+        n if engine::BUILTIN_DEFINITIONS.contains(&n) => Some(Definition::default_pipeline()),
+        _ => None,
+    }
+}
+
 async fn get_definition(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    if engine::BUILTIN_DEFINITIONS.contains(&name.as_str()) {
-        let def = if name == "checks-only" {
-            engine::checks_only()
-        } else {
-            Definition::default_pipeline()
-        };
+    if let Some(def) = builtin_definition(&name) {
         return Ok(Json(
             json!({"name": name, "builtin": true, "active": true, "config": def}),
         ));
@@ -241,12 +276,32 @@ fn valid_name(name: &str) -> Result<(), ApiError> {
     }
 }
 
-async fn put_definition(
-    State(state): State<AppState>,
-    Path(name): Path<String>,
-    JsonBody(mut doc): JsonBody<Value>,
-) -> Result<Response, ApiError> {
-    valid_name(&name)?;
+/// Why a definition was not saved.
+#[derive(Debug)]
+pub(crate) enum SaveError {
+    /// The document is not a valid definition: every problem, each naming its node if any.
+    Invalid(Vec<engine::Problem>),
+    /// Anything else (a bad name, the store).
+    Other(ApiError),
+}
+
+impl From<SaveError> for ApiError {
+    fn from(e: SaveError) -> Self {
+        match e {
+            SaveError::Invalid(p) => invalid(&p),
+            SaveError::Other(e) => e,
+        }
+    }
+}
+
+/// Validates and stores a definition document under `name` (created, or replaced with its
+/// version bumped); `tags` and `name` keys of the document are taken out of it.
+pub(crate) async fn save_definition(
+    state: &AppState,
+    name: String,
+    mut doc: Value,
+) -> Result<PipelineDefinition, SaveError> {
+    valid_name(&name).map_err(SaveError::Other)?;
     let tags: Vec<String> = doc
         .get("tags")
         .and_then(Value::as_array)
@@ -261,17 +316,26 @@ async fn put_definition(
         o.remove("tags");
         o.remove("name");
     }
-    let def = Definition::parse(&doc).map_err(|p| invalid(&p))?;
+    let def = Definition::parse(&doc).map_err(SaveError::Invalid)?;
     let problems = def.validate(state.tocsin.plugins());
     if !problems.is_empty() {
-        return Err(invalid(&problems));
+        return Err(SaveError::Invalid(problems));
     }
     let desc = def.description.clone();
-    let stored = state
+    state
         .tocsin
         .store()
         .write(move |c| store::upsert_definition(c, &name, &desc, &doc, &tags))
-        .await?;
+        .await
+        .map_err(|e| SaveError::Other(e.into()))
+}
+
+async fn put_definition(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    JsonBody(doc): JsonBody<Value>,
+) -> Result<Response, ApiError> {
+    let stored = save_definition(&state, name, doc).await?;
     let status = if stored.version == 1 {
         StatusCode::CREATED
     } else {
@@ -284,13 +348,8 @@ async fn validate_definition(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let def = if engine::BUILTIN_DEFINITIONS.contains(&name.as_str()) {
-        serde_json::to_value(if name == "checks-only" {
-            engine::checks_only()
-        } else {
-            Definition::default_pipeline()
-        })
-        .unwrap_or_default()
+    let def = if let Some(def) = builtin_definition(&name) {
+        serde_json::to_value(def).unwrap_or_default()
     } else {
         state
             .tocsin

@@ -77,6 +77,10 @@ pub struct Config {
     /// `TOCSIN_BROKER_URL` / `broker_url`: optional `redis://` URL; run ids are then also
     /// delivered over a Redis Stream. Default none (the database queue alone).
     pub broker_url: Option<String>,
+    /// `TOCSIN_SECRET_KEY` / `secret_key`: the key that signs the web console's session cookies
+    /// and CSRF tokens (at least 32 characters). Default none: a random key per process, so
+    /// console sessions end when the process restarts.
+    pub secret_key: Option<Secret>,
 }
 
 impl Default for Config {
@@ -96,6 +100,7 @@ impl Default for Config {
             tasks_eager: false,
             workers: 2,
             broker_url: None,
+            secret_key: None,
         }
     }
 }
@@ -157,6 +162,7 @@ struct FileConfig {
     tasks_eager: Option<bool>,
     workers: Option<u32>,
     broker_url: Option<String>,
+    secret_key: Option<String>,
 }
 
 impl Config {
@@ -234,6 +240,9 @@ impl Config {
         if f.broker_url.is_some() {
             self.broker_url = f.broker_url;
         }
+        if let Some(v) = f.secret_key {
+            self.secret_key = (!v.trim().is_empty()).then(|| Secret::new(v.trim()));
+        }
         Ok(())
     }
 
@@ -277,6 +286,9 @@ impl Config {
         if let Some(v) = env("TOCSIN_BROKER_URL") {
             self.broker_url = (!v.trim().is_empty()).then(|| v.trim().to_owned());
         }
+        if let Some(v) = env("TOCSIN_SECRET_KEY") {
+            self.secret_key = (!v.trim().is_empty()).then(|| Secret::new(v.trim()));
+        }
         if let Some(v) = env("TOCSIN_DB_POOL_SIZE") {
             self.db_pool_size =
                 parse_num("TOCSIN_DB_POOL_SIZE", &v, "a whole number from 1 to 256")?;
@@ -312,6 +324,17 @@ impl Config {
                 name: "TOCSIN_WORKERS".into(),
                 value: self.workers.to_string(),
                 expected: "a whole number from 0 to 64".into(),
+            });
+        }
+        if self
+            .secret_key
+            .as_ref()
+            .is_some_and(|k| k.expose().chars().count() < 32)
+        {
+            return Err(ConfigError::InvalidValue {
+                name: "TOCSIN_SECRET_KEY".into(),
+                value: crate::secret::REDACTED.into(),
+                expected: "at least 32 characters".into(),
             });
         }
         if let Some(url) = self
@@ -486,6 +509,22 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("cannot read config file"), "{err}");
+    }
+
+    #[test]
+    fn the_console_secret_key_is_read_checked_and_never_printed() {
+        let key = "k".repeat(40);
+        let c = load(&[("TOCSIN_SECRET_KEY", &key)]).unwrap();
+        assert_eq!(c.secret_key.as_ref().map(|k| k.expose()), Some(key.as_str()));
+        assert!(!format!("{c:?}").contains(&key));
+        assert_eq!(load(&[("TOCSIN_SECRET_KEY", " ")]).unwrap().secret_key, None);
+        let err = load(&[("TOCSIN_SECRET_KEY", "short")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("TOCSIN_SECRET_KEY") && err.contains("32") && !err.contains("short"),
+            "{err}"
+        );
     }
 
     #[test]

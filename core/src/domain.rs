@@ -98,6 +98,34 @@ string_enum! {
     }
 }
 
+impl IncidentStatus {
+    /// Whether an operator may move an incident from `self` to `to`: acknowledge an open one,
+    /// resolve an open or acknowledged one, close any that is not closed, re-open a resolved or
+    /// closed one. Staying in the same status is not a transition (callers treat it as a no-op).
+    ///
+    /// The one statement of the lifecycle rule: the ingest service enforces it and the console
+    /// offers exactly the actions it allows.
+    pub fn can_transition_to(self, to: IncidentStatus) -> bool {
+        use IncidentStatus::*;
+        matches!(
+            (self, to),
+            (Open, Acknowledged)
+                | (Open | Acknowledged, Resolved)
+                | (Open | Acknowledged | Resolved, Closed)
+                | (Resolved | Closed, Open)
+        )
+    }
+
+    /// The statuses an operator may move an incident to from `self`, in [`IncidentStatus::ALL`]
+    /// order.
+    pub fn allowed_transitions(self) -> impl Iterator<Item = IncidentStatus> {
+        Self::ALL
+            .iter()
+            .copied()
+            .filter(move |&to| self.can_transition_to(to))
+    }
+}
+
 string_enum! {
     /// The outcome of one health check.
     CheckStatus { Ok => "ok", Warning => "warning", Critical => "critical", Unknown => "unknown" }
@@ -521,6 +549,19 @@ mod tests {
             serde_json::to_string(&IncidentStatus::Acknowledged).unwrap(),
             "\"acknowledged\""
         );
+    }
+
+    #[test]
+    fn incident_lifecycle_allows_exactly_the_documented_transitions() {
+        use IncidentStatus::*;
+        let allowed = |from: IncidentStatus| from.allowed_transitions().collect::<Vec<_>>();
+        assert_eq!(allowed(Open), [Acknowledged, Resolved, Closed]);
+        assert_eq!(allowed(Acknowledged), [Resolved, Closed]);
+        assert_eq!(allowed(Resolved), [Open, Closed]);
+        assert_eq!(allowed(Closed), [Open]);
+        for s in IncidentStatus::ALL {
+            assert!(!s.can_transition_to(*s), "{s} -> {s} is a no-op");
+        }
     }
 }
 

@@ -44,6 +44,9 @@ use crate::store::{self, AnyConnection, NewPipelineRun, NewStageExecution, json_
 /// Largest stored snapshot, in bytes of JSON; larger ones keep a preview.
 pub const SNAPSHOT_LIMIT: usize = 256 * 1024;
 
+/// How many runs a worker executes at once unless told otherwise.
+pub const DEFAULT_RUNS_PER_WORKER: usize = 4;
+
 /// Built-in definition names, usable without storing anything.
 pub const BUILTIN_DEFINITIONS: &[&str] = &["default", "checks-only"];
 
@@ -123,22 +126,18 @@ pub fn enqueue_in(
     tocsin: &Tocsin,
     submit: &Submit,
 ) -> Result<PipelineRun> {
-    let definition = match (&submit.definition, &submit.inline_definition) {
+    // A stored definition is read once per run queued (this runs in the ingest transaction).
+    let (definition, max_retries) = match (&submit.definition, &submit.inline_definition) {
         (Some(name), _) => {
             let d = resolve_definition(conn, Some(name))?;
             check_valid(&d, tocsin)?;
-            None
+            (None, d.defaults.max_retries)
         }
         (None, Some(d)) => {
             check_valid(d, tocsin)?;
-            Some(d.clone())
+            (Some(d.clone()), d.defaults.max_retries)
         }
-        (None, None) => None,
-    };
-    let max_retries = match (&submit.definition, &definition) {
-        (_, Some(d)) => d.defaults.max_retries,
-        (Some(n), None) => resolve_definition(conn, Some(n))?.defaults.max_retries,
-        (None, None) => definition::Defaults::default().max_retries,
+        (None, None) => (None, definition::Defaults::default().max_retries),
     };
     let envelope = Envelope {
         payload: submit.payload.clone(),
@@ -194,6 +193,7 @@ pub struct Engine {
     backoff_base: Duration,
     poll_interval: Duration,
     lease_margin: Duration,
+    runs_per_worker: usize,
     #[cfg(feature = "redis-broker")]
     broker: Option<broker::Broker>,
 }
@@ -222,6 +222,7 @@ impl Engine {
             backoff_base: Duration::from_secs(1),
             poll_interval: Duration::from_millis(500),
             lease_margin: Duration::from_secs(30),
+            runs_per_worker: DEFAULT_RUNS_PER_WORKER,
             #[cfg(feature = "redis-broker")]
             broker: None,
         }
@@ -253,6 +254,14 @@ impl Engine {
     /// The base of the exponential retry backoff (default 1 s: 1, 2, 4... seconds, with jitter).
     pub fn with_backoff_base(mut self, base: Duration) -> Self {
         self.backoff_base = base;
+        self
+    }
+
+    /// How many runs one worker executes at once (default 4, at least 1). A run mostly waits:
+    /// on the database, on a provider's answer; running a few side by side keeps a worker busy
+    /// meanwhile, and they are claimed together in one transaction.
+    pub fn with_runs_per_worker(mut self, n: usize) -> Self {
+        self.runs_per_worker = n.max(1);
         self
     }
 
@@ -359,28 +368,54 @@ impl Engine {
         }
     }
 
-    /// Works until `shutdown` turns true: claims due runs, sleeps (asynchronously) when none is
-    /// due, wakes early when this process queues one.
+    /// Works until `shutdown` turns true: claims due runs and executes up to
+    /// [`Engine::with_runs_per_worker`] of them at once, sleeps (asynchronously) when none is
+    /// due, wakes early when this process queues one. On shutdown it finishes the runs it holds.
     pub async fn run_worker(&self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         tracing::info!(worker = %self.worker_id, "Pipeline worker started.");
         #[cfg(feature = "redis-broker")]
         if let Some(b) = self.broker.clone() {
             return self.run_broker_worker(b, shutdown).await;
         }
+        let mut running = tokio::task::JoinSet::new();
         while !*shutdown.borrow() {
-            match self.work_once().await {
-                Ok(true) => continue,
-                Ok(false) => {}
+            let free = self.runs_per_worker.saturating_sub(running.len());
+            if free == 0 {
+                tokio::select! {
+                    done = running.join_next() => log_finished(done),
+                    changed = shutdown.changed() => if changed.is_err() { break },
+                }
+                continue;
+            }
+            // Listening starts before the claim: a run queued while the claim found nothing
+            // wakes this worker at once instead of after a poll interval (`notify_waiters` only
+            // reaches futures that exist when it is called).
+            let woken = self.wake.notified();
+            match self.claim_due(free).await {
+                Ok(claims) if !claims.is_empty() => {
+                    for claim in claims {
+                        let engine = self.clone();
+                        running.spawn(async move { engine.execute(claim).await });
+                    }
+                    continue;
+                }
+                Ok(_) => {}
                 Err(e) => {
-                    tracing::warn!(error = %e, "Pipeline worker could not claim or run a run; retrying.")
+                    tracing::warn!(error = %e, "Pipeline worker could not claim runs; retrying.")
                 }
             }
             tokio::select! {
-                () = self.wake.notified() => {}
+                () = woken => {}
                 () = tokio::time::sleep(self.poll_interval) => {}
+                // A slot came free: claim again at once, runs may be waiting.
+                Some(done) = running.join_next(), if !running.is_empty() => log_finished(Some(done)),
                 // A dropped sender means nobody can stop us any more: stop now rather than spin.
                 changed = shutdown.changed() => if changed.is_err() { break },
             }
+        }
+        // Runs already claimed are finished rather than left to their lease's expiry.
+        while let Some(done) = running.join_next().await {
+            log_finished(Some(done));
         }
         tracing::info!(worker = %self.worker_id, "Pipeline worker stopped.");
     }
@@ -459,7 +494,23 @@ impl Engine {
             .collect()
     }
 
-    async fn claim(&self, run_id: Option<&str>) -> Result<Option<PipelineRun>> {
+    /// Claims up to `limit` due runs in one transaction.
+    async fn claim_due(&self, limit: usize) -> Result<Vec<Claim>> {
+        let owner = format!("{}#{}", self.worker_id, &new_id()[20..]);
+        let until = lease_until(
+            Duration::from_secs(definition::Defaults::default().timeout_seconds)
+                + self.lease_margin,
+        );
+        self.tocsin
+            .store()
+            .write(move |c| {
+                let runs = queue::claim_due(c, &owner, until, limit)?;
+                Ok(runs.into_iter().map(|run| Claim::load(c, run)).collect())
+            })
+            .await
+    }
+
+    async fn claim(&self, run_id: Option<&str>) -> Result<Option<Claim>> {
         // The lease covers the longest node deadline; it is renewed before every node.
         let owner = format!("{}#{}", self.worker_id, &new_id()[20..]);
         let until = lease_until(
@@ -469,37 +520,39 @@ impl Engine {
         let id = run_id.map(str::to_owned);
         self.tocsin
             .store()
-            .write(move |c| queue::claim(c, &owner, until, id.as_deref()))
+            .write(move |c| {
+                let Some(run) = queue::claim(c, &owner, until, id.as_deref())? else {
+                    return Ok(None);
+                };
+                // Read in the claim's transaction: one round trip less per run.
+                Ok(Some(Claim::load(c, run)))
+            })
             .await
     }
 
     /// Executes a claimed run node by node; returns the run as it left this worker.
-    async fn execute(&self, run: PipelineRun) -> Result<PipelineRun> {
-        let span =
-            tracing::info_span!("pipeline_run", run_id = %run.run_id, trace_id = %run.trace_id);
-        self.execute_inner(run).instrument(span).await
+    async fn execute(&self, claim: Claim) -> Result<PipelineRun> {
+        let span = tracing::info_span!("pipeline_run", run_id = %claim.run.run_id, trace_id = %claim.run.trace_id);
+        self.execute_inner(claim).instrument(span).await
     }
 
-    async fn execute_inner(&self, run: PipelineRun) -> Result<PipelineRun> {
+    /// Runs the nodes. A node's result is not committed on its own: it is owed
+    /// ([`Deferred`]) and written in the same transaction as whatever comes next (the next
+    /// node's start, the run's end), so a run of n nodes takes n + 2 transactions rather than
+    /// 2n + 2. The result is still committed before the next node starts, so a worker that dies
+    /// in between leaves the same traces as before: the node `running`, redone on resume.
+    async fn execute_inner(&self, claim: Claim) -> Result<PipelineRun> {
+        let Claim {
+            run,
+            envelope,
+            loaded,
+        } = claim;
         let store = self.tocsin.store().clone();
         let owner = run.lease_owner.clone().unwrap_or_default();
-        let envelope: Envelope =
-            serde_json::from_value(run.inbound_payload.clone()).unwrap_or_default();
-        let def_name = run.definition_name.clone();
-        let inline = envelope.definition.clone();
         let pk = run.id;
-        let loaded = store
-            .run(move |c| {
-                let def = match inline {
-                    Some(d) if def_name.is_none() => d,
-                    _ => resolve_definition(c, def_name.as_deref())?,
-                };
-                Ok((def, store::list_stage_executions(c, pk)?))
-            })
-            .await;
         let (def, executions) = match loaded {
             Ok(x) => x,
-            Err(e) => return self.fail_run(&run, &e, None).await,
+            Err(e) => return self.fail_run(&run, &e, None, Vec::new()).await,
         };
         tracing::info!(
             definition = run.definition_name.as_deref().unwrap_or("default"),
@@ -530,7 +583,7 @@ impl Engine {
                 );
             }
         }
-        let mut current = run.clone();
+        let mut owed: Vec<Deferred> = Vec::new();
         for node in &order {
             let mine: Vec<&StageExecution> =
                 executions.iter().filter(|e| e.node_id == node.id).collect();
@@ -554,8 +607,7 @@ impl Engine {
                 .is_some_and(|e| !e.is_empty());
             if node.skip_if_errors && has_errors {
                 let reason = "skipped because an earlier node failed (skip_if_errors)".to_owned();
-                self.record_skip(&run, node, attempt, &state, &reason, None)
-                    .await?;
+                owed.push(skip_record(&run, node, attempt, &state, &reason));
                 note_skip(&mut state, &node.id, &reason, false);
                 continue;
             }
@@ -572,10 +624,12 @@ impl Engine {
                 input_snapshot: bound(&state),
             };
             let (owner2, node_id) = (owner.clone(), node.id.clone());
+            let settled = std::mem::take(&mut owed);
             let started = store
                 .write(move |c| {
+                    settle(c, settled)?;
                     if !queue::renew(c, pk, &owner2, until)? {
-                        return Ok(None);
+                        return Ok(Err(load_run(c, pk)?));
                     }
                     // An attempt left `running` belongs to a worker that died holding the lease.
                     diesel::update(
@@ -600,12 +654,15 @@ impl Engine {
                             pipeline_runs::updated_at.eq(now()),
                         ))
                         .execute(c)?;
-                    store::insert_stage_execution(c, &exec).map(Some)
+                    store::insert_stage_execution(c, &exec).map(Ok)
                 })
                 .await?;
-            let Some(started) = started else {
-                tracing::warn!(node = %node.id, "Lost the lease of this run to another worker; stopping here.");
-                return Ok(current);
+            let started = match started {
+                Ok(started) => started,
+                Err(current) => {
+                    tracing::warn!(node = %node.id, "Lost the lease of this run to another worker; stopping here.");
+                    return Ok(current);
+                }
             };
             let t0 = std::time::Instant::now();
             let ctx = StageContext::new(
@@ -649,29 +706,26 @@ impl Engine {
                     };
                     let snap = bound(&output);
                     let exec_id = started.id;
-                    current = store
-                        .write(move |c| {
-                            finish_execution(
-                                c,
-                                exec_id,
-                                exec_status,
-                                &snap,
-                                None,
-                                skip_reason.as_deref(),
-                                ms,
-                            )?;
-                            if let Some(s) = status {
-                                diesel::update(pipeline_runs::table.find(pk))
-                                    .set((
-                                        pipeline_runs::status.eq(s.as_str()),
-                                        pipeline_runs::updated_at.eq(now()),
-                                    ))
-                                    .execute(c)?;
-                            }
-                            set_incident(c, pk, &snap)?;
-                            load_run(c, pk)
-                        })
-                        .await?;
+                    owed.push(Box::new(move |c| {
+                        finish_execution(
+                            c,
+                            exec_id,
+                            exec_status,
+                            &snap,
+                            None,
+                            skip_reason.as_deref(),
+                            ms,
+                        )?;
+                        if let Some(s) = status {
+                            diesel::update(pipeline_runs::table.find(pk))
+                                .set((
+                                    pipeline_runs::status.eq(s.as_str()),
+                                    pipeline_runs::updated_at.eq(now()),
+                                ))
+                                .execute(c)?;
+                        }
+                        set_incident(c, pk, &snap)
+                    }));
                     tracing::info!(node = %node.id, duration_ms = ms, "Node succeeded.");
                 }
                 Err(err) => {
@@ -683,8 +737,10 @@ impl Engine {
                             backoff(self.backoff_base, failures_so_far + 1, err.retry_after());
                         tracing::warn!(node = %node.id, error = %err, retry_in_ms = delay.as_millis() as u64, "Node failed; retry scheduled.");
                         let e2 = err.clone();
+                        let settled = std::mem::take(&mut owed);
                         return store
                             .write(move |c| {
+                                settle(c, settled)?;
                                 finish_execution(
                                     c,
                                     exec_id,
@@ -702,24 +758,22 @@ impl Engine {
                         let reason = format!("optional node failed: {}", err.message());
                         tracing::warn!(node = %node.id, error = %err, "Optional node failed; going on.");
                         let (e2, r2) = (err.clone(), reason.clone());
-                        store
-                            .write(move |c| {
-                                finish_execution(
-                                    c,
-                                    exec_id,
-                                    StageStatus::Skipped,
-                                    &Value::Null,
-                                    Some(&e2),
-                                    Some(&r2),
-                                    ms,
-                                )
-                            })
-                            .await?;
+                        owed.push(Box::new(move |c| {
+                            finish_execution(
+                                c,
+                                exec_id,
+                                StageStatus::Skipped,
+                                &Value::Null,
+                                Some(&e2),
+                                Some(&r2),
+                                ms,
+                            )
+                        }));
                         note_skip(&mut state, &node.id, &reason, true);
                         continue;
                     }
                     tracing::error!(node = %node.id, error = %err, "Required node failed; the run fails.");
-                    return self.fail_run(&run, &err, Some((exec_id, ms))).await;
+                    return self.fail_run(&run, &err, Some((exec_id, ms)), owed).await;
                 }
             }
         }
@@ -732,6 +786,7 @@ impl Engine {
         let final_status = last.map(|(_, s)| s).unwrap_or(PipelineStatus::Notified);
         let done = store
             .write(move |c| {
+                settle(c, owed)?;
                 let t = now();
                 let r = load_run(c, pk)?;
                 let total = r
@@ -765,52 +820,18 @@ impl Engine {
         stage.execute(ctx).await
     }
 
-    async fn record_skip(
-        &self,
-        run: &PipelineRun,
-        node: &Node,
-        attempt: i32,
-        state: &Value,
-        reason: &str,
-        err: Option<&Error>,
-    ) -> Result<()> {
-        let exec = NewStageExecution {
-            pipeline_run_id: run.id,
-            node_id: node.id.clone(),
-            stage: node.kind.clone(),
-            attempt,
-            status: StageStatus::Running,
-            idempotency_key: format!("{}:{}", run.run_id, node.id),
-            input_snapshot: bound(state),
-        };
-        let (reason, err) = (reason.to_owned(), err.cloned());
-        self.tocsin
-            .store()
-            .write(move |c| {
-                let e = store::insert_stage_execution(c, &exec)?;
-                finish_execution(
-                    c,
-                    e.id,
-                    StageStatus::Skipped,
-                    &Value::Null,
-                    err.as_ref(),
-                    Some(&reason),
-                    0.0,
-                )
-            })
-            .await
-    }
-
     async fn fail_run(
         &self,
         run: &PipelineRun,
         err: &Error,
         exec: Option<(i64, f64)>,
+        owed: Vec<Deferred>,
     ) -> Result<PipelineRun> {
         let (pk, e2) = (run.id, err.clone());
         self.tocsin
             .store()
             .write(move |c| {
+                settle(c, owed)?;
                 if let Some((exec_id, ms)) = exec {
                     finish_execution(
                         c,
@@ -839,6 +860,84 @@ impl Engine {
                 load_run(c, pk)
             })
             .await
+    }
+}
+
+/// Logs how a run a worker spawned ended, when it ended in an error the run could not record.
+fn log_finished(done: Option<std::result::Result<Result<PipelineRun>, tokio::task::JoinError>>) {
+    match done {
+        Some(Ok(Err(e))) => {
+            tracing::warn!(error = %e, "A pipeline run could not be recorded; its lease will expire and another worker will take it.")
+        }
+        Some(Err(e)) => tracing::error!(error = %e, "A pipeline run's task failed."),
+        Some(Ok(Ok(_))) | None => {}
+    }
+}
+
+/// A record the engine owes the database, written in its next transaction.
+type Deferred = Box<dyn FnOnce(&mut AnyConnection) -> Result<()> + Send>;
+
+/// Writes what is owed, in the caller's transaction.
+fn settle(c: &mut AnyConnection, owed: Vec<Deferred>) -> Result<()> {
+    owed.into_iter().try_for_each(|write| write(c))
+}
+
+/// A node skipped by a skip control: an attempt recorded as skipped, with the reason.
+fn skip_record(
+    run: &PipelineRun,
+    node: &Node,
+    attempt: i32,
+    state: &Value,
+    reason: &str,
+) -> Deferred {
+    let exec = NewStageExecution {
+        pipeline_run_id: run.id,
+        node_id: node.id.clone(),
+        stage: node.kind.clone(),
+        attempt,
+        status: StageStatus::Running,
+        idempotency_key: format!("{}:{}", run.run_id, node.id),
+        input_snapshot: bound(state),
+    };
+    let reason = reason.to_owned();
+    Box::new(move |c| {
+        let e = store::insert_stage_execution(c, &exec)?;
+        finish_execution(
+            c,
+            e.id,
+            StageStatus::Skipped,
+            &Value::Null,
+            None,
+            Some(&reason),
+            0.0,
+        )
+    })
+}
+
+/// A claimed run with what executing it needs, read in the claim's transaction.
+struct Claim {
+    run: PipelineRun,
+    envelope: Envelope,
+    /// The definition and the attempts of earlier claims; an error fails the run.
+    loaded: Result<(Definition, Vec<StageExecution>)>,
+}
+
+impl Claim {
+    fn load(c: &mut AnyConnection, run: PipelineRun) -> Self {
+        let envelope: Envelope =
+            serde_json::from_value(run.inbound_payload.clone()).unwrap_or_default();
+        let loaded = (|| {
+            let def = match &envelope.definition {
+                Some(d) if run.definition_name.is_none() => d.clone(),
+                _ => resolve_definition(c, run.definition_name.as_deref())?,
+            };
+            Ok((def, store::list_stage_executions(c, run.id)?))
+        })();
+        Self {
+            run,
+            envelope,
+            loaded,
+        }
     }
 }
 

@@ -13,6 +13,7 @@
 //! so that concurrent requests share a WAL flush. Reads use the pool.
 
 pub mod checks;
+pub mod console;
 mod group;
 pub mod ingest;
 pub mod metrics;

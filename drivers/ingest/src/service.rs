@@ -977,7 +977,6 @@ async fn transition(
     id: i64,
     actor: &str,
     to: IncidentStatus,
-    allowed: &'static [IncidentStatus],
     what: &'static str,
     details: Value,
 ) -> Result<Incident> {
@@ -990,7 +989,7 @@ async fn transition(
             if inc.status == to {
                 return Ok(inc);
             }
-            if !allowed.contains(&inc.status) {
+            if !inc.status.can_transition_to(to) {
                 return Err(conflict(id, inc.status, what));
             }
             set_incident_status(c, id, to, &actor, details)
@@ -1006,7 +1005,6 @@ pub async fn acknowledge_incident(tocsin: &Tocsin, id: i64, actor: &str) -> Resu
         id,
         actor,
         IncidentStatus::Acknowledged,
-        &[IncidentStatus::Open],
         "acknowledged",
         json!({}),
     )
@@ -1020,7 +1018,6 @@ pub async fn resolve_incident(tocsin: &Tocsin, id: i64, actor: &str) -> Result<I
         id,
         actor,
         IncidentStatus::Resolved,
-        &[IncidentStatus::Open, IncidentStatus::Acknowledged],
         "resolved",
         json!({"reason": "resolved by hand"}),
     )
@@ -1034,11 +1031,6 @@ pub async fn close_incident(tocsin: &Tocsin, id: i64, actor: &str) -> Result<Inc
         id,
         actor,
         IncidentStatus::Closed,
-        &[
-            IncidentStatus::Open,
-            IncidentStatus::Acknowledged,
-            IncidentStatus::Resolved,
-        ],
         "closed",
         json!({}),
     )
@@ -1052,7 +1044,6 @@ pub async fn reopen_incident(tocsin: &Tocsin, id: i64, actor: &str) -> Result<In
         id,
         actor,
         IncidentStatus::Open,
-        &[IncidentStatus::Resolved, IncidentStatus::Closed],
         "re-opened",
         json!({"reason": "re-opened by hand"}),
     )

@@ -1,6 +1,8 @@
 //! What the HTTP drivers share: the client, and how an answer or a transport failure becomes a
 //! typed [`Error`] (temporary for connect errors, timeouts, 5xx and 429; permanent otherwise).
 
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -13,9 +15,45 @@ pub const DEFAULT_TIMEOUT_SECS: f64 = 10.0;
 /// Longest provider answer kept in a record or an error.
 pub const MAX_ANSWER: usize = 512;
 
-/// A client with the given whole-request timeout (connect timeout at most 5 s). Building a
-/// client does no I/O.
+/// Clients kept for reuse: more distinct keys than this (timeouts times runtimes) are unusual,
+/// so reaching it drops them all rather than tracking use.
+const MAX_CLIENTS: usize = 32;
+
+/// Which client a request may share: the settings that differ between drivers, and the tokio
+/// runtime, because a pooled connection is driven by a task of the runtime that opened it and
+/// is useless once that runtime is gone (tests start one per test).
+type ClientKey = (Option<tokio::runtime::Id>, Duration);
+
+static CLIENTS: OnceLock<Mutex<HashMap<ClientKey, reqwest::Client>>> = OnceLock::new();
+
+/// A client with the given whole-request timeout (connect timeout at most 5 s), shared by every
+/// driver with the same timeout: building one loads the TLS roots and each one keeps its own
+/// connection pool, so a client per notification meant a new connection (and TLS handshake) per
+/// notification. Building a client does no I/O.
 pub fn client(timeout: Duration) -> tocsin_core::Result<reqwest::Client> {
+    let key = (
+        tokio::runtime::Handle::try_current().ok().map(|h| h.id()),
+        timeout,
+    );
+    let cache = CLIENTS.get_or_init(Mutex::default);
+    if let Some(c) = cache
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(&key)
+    {
+        return Ok(c.clone());
+    }
+    // Built outside the lock: two callers racing build two clients and one is kept, which is
+    // cheaper than making every caller wait behind a build.
+    let built = new_client(timeout)?;
+    let mut map = cache.lock().unwrap_or_else(PoisonError::into_inner);
+    if map.len() >= MAX_CLIENTS && !map.contains_key(&key) {
+        map.clear();
+    }
+    Ok(map.entry(key).or_insert(built).clone())
+}
+
+fn new_client(timeout: Duration) -> tocsin_core::Result<reqwest::Client> {
     reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(5)))
@@ -173,6 +211,56 @@ mod tests {
         h.insert(RETRY_AFTER, "7".parse().unwrap());
         let e = status_error("x", StatusCode::TOO_MANY_REQUESTS, &h, "");
         assert_eq!(e.retry_after(), Some(Duration::from_secs(7)));
+    }
+
+    /// A loopback HTTP/1.1 server that answers every request with 200 and counts connections.
+    async fn counting_server() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        let accepted = std::sync::Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 1024];
+                    while let Ok(n) = sock.read(&mut chunk).await {
+                        if n == 0 {
+                            break;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        // Requests here have no body: each header block is one request.
+                        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            buf.drain(..end + 4);
+                            let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                            if sock.write_all(ok).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        (url, accepted)
+    }
+
+    #[tokio::test]
+    async fn clients_with_the_same_settings_share_their_connections() {
+        let (url, accepted) = counting_server().await;
+        for _ in 0..5 {
+            // As a driver does: a client per notification.
+            let c = client(Duration::from_secs(5)).unwrap();
+            execute("sink", c.get(&url)).await.unwrap();
+        }
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+        // Another timeout is another client (and so another connection).
+        execute("sink", client(Duration::from_secs(6)).unwrap().get(&url))
+            .await
+            .unwrap();
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
     }
 
     #[test]

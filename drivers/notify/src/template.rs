@@ -49,9 +49,9 @@
 //! | `links` | map | `incident` and `run` paths (prefixed by `context.base_url` when given) and any `context.links` |
 //! | `now` | string | RFC 3339 time of rendering |
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Component, Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 use serde::{Deserialize, Serialize};
@@ -82,6 +82,12 @@ pub enum TemplateSpec {
 
 /// Channel template overrides by part name (`subject`, `text`, `html`, `summary`, `body`).
 pub type TemplateOverrides = BTreeMap<String, TemplateSpec>;
+
+/// Distinct template sets kept compiled (one per driver and channel override set in practice);
+/// past this, they are all dropped rather than tracked by use.
+const MAX_COMPILED: usize = 256;
+
+static COMPILED: OnceLock<Mutex<HashMap<String, Templates>>> = OnceLock::new();
 
 /// The compiled templates of one driver instance.
 #[derive(Clone)]
@@ -193,7 +199,34 @@ impl Templates {
     /// Like [`Templates::new`], with the parts in `json_parts` JSON-escaped: `{{ title }}`
     /// renders as a JSON string literal (quotes included), so `{"title": {{ title }}}` is valid
     /// JSON whatever the title holds.
+    ///
+    /// Compiled templates are kept by their inputs and shared: a driver is built for every
+    /// notification, and compiling is pure (file templates are read at render time, not here).
     pub fn with_json_parts(
+        defaults: &[(&'static str, &'static str)],
+        overrides: &TemplateOverrides,
+        templates_dir: Option<&Path>,
+        json_parts: &[&str],
+    ) -> Result<Self> {
+        let key =
+            format!("{defaults:?}\u{0}{overrides:?}\u{0}{templates_dir:?}\u{0}{json_parts:?}");
+        let cache = COMPILED.get_or_init(Mutex::default);
+        if let Some(t) = cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+        {
+            return Ok(t.clone());
+        }
+        let compiled = Self::compile(defaults, overrides, templates_dir, json_parts)?;
+        let mut map = cache.lock().unwrap_or_else(PoisonError::into_inner);
+        if map.len() >= MAX_COMPILED && !map.contains_key(&key) {
+            map.clear();
+        }
+        Ok(map.entry(key).or_insert(compiled).clone())
+    }
+
+    fn compile(
         defaults: &[(&'static str, &'static str)],
         overrides: &TemplateOverrides,
         templates_dir: Option<&Path>,
@@ -450,6 +483,20 @@ mod tests {
     use super::*;
 
     const DEFAULTS: &[(&str, &str)] = &[("text", "{{ title }}"), ("html", "<b>{{ title }}</b>")];
+
+    #[test]
+    fn identical_template_sets_are_compiled_once() {
+        let o: TemplateOverrides = BTreeMap::from([(
+            "text".into(),
+            TemplateSpec::Inline("cached {{ title }}".into()),
+        )]);
+        let a = Templates::new(DEFAULTS, &o, None).unwrap();
+        let b = Templates::new(DEFAULTS, &o, None).unwrap();
+        assert!(Arc::ptr_eq(&a.env, &b.env));
+        let json = Templates::with_json_parts(DEFAULTS, &o, None, &["text"]).unwrap();
+        assert!(!Arc::ptr_eq(&a.env, &json.env));
+        assert_eq!(b.render("text", &ctx("x")).unwrap(), "cached x");
+    }
 
     fn ctx(title: &str) -> Value {
         TemplateContext::build(&Notification {
