@@ -130,10 +130,12 @@ impl ManageConnection for Manager {
                 let mut c = diesel::SqliteConnection::establish(path)
                     .map_err(|e| ConnectError(e.to_string()))?;
                 // WAL lets readers run beside the writer; the busy timeout makes a second process wait
-                // instead of failing; foreign keys are off by default in SQLite. Group commit runs
-                // each write in a savepoint, whose journal would otherwise be a temporary file.
+                // instead of failing (set first: switching a new file to WAL takes a lock that
+                // another connection opening at the same moment may hold); foreign keys are off by
+                // default in SQLite. Group commit runs each write in a savepoint, whose journal
+                // would otherwise be a temporary file.
                 c.batch_execute(
-                    "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; \
+                    "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; \
                      PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; \
                      PRAGMA temp_store = MEMORY;",
                 )

@@ -13,12 +13,16 @@ use serde_json::Value;
 
 use super::rows::*;
 use super::schema::*;
-use super::{AnyConnection, json_to, now};
+use super::{AnyConnection, json_to, now, ts};
 use crate::domain::*;
 use crate::error::{Error, Result};
 
+/// A caller's timestamp as stored: microseconds, which both backends keep exactly, so a record
+/// built from what was written equals the record read back.
 fn naive(t: DateTime<Utc>) -> chrono::NaiveDateTime {
-    t.naive_utc()
+    use chrono::Timelike;
+    let n = t.naive_utc();
+    n.with_nanosecond(n.nanosecond() / 1_000 * 1_000).unwrap_or(n)
 }
 
 /// Clamps a caller's page size: listing endpoints never load unbounded sets.
@@ -47,7 +51,8 @@ pub struct NewIncident {
 /// Inserts an incident in status `open`.
 pub fn insert_incident(conn: &mut AnyConnection, new: &NewIncident) -> Result<Incident> {
     let t = now();
-    let row: IncidentRow = diesel::insert_into(incidents::table)
+    // Only the id comes back: the rest is what was written, so nothing is parsed back.
+    let id: i64 = diesel::insert_into(incidents::table)
         .values((
             incidents::title.eq(&new.title),
             incidents::status.eq(IncidentStatus::Open.as_str()),
@@ -59,9 +64,23 @@ pub fn insert_incident(conn: &mut AnyConnection, new: &NewIncident) -> Result<In
             incidents::created_at.eq(t),
             incidents::updated_at.eq(t),
         ))
-        .returning(incidents::all_columns)
+        .returning(incidents::id)
         .get_result(conn)?;
-    row.try_into()
+    Ok(Incident {
+        id,
+        title: new.title.clone(),
+        status: IncidentStatus::Open,
+        severity: new.severity,
+        description: new.description.clone(),
+        summary: String::new(),
+        metadata: new.metadata.clone(),
+        group_key: new.group_key.clone(),
+        created_at: ts(t),
+        updated_at: ts(t),
+        acknowledged_at: None,
+        resolved_at: None,
+        closed_at: None,
+    })
 }
 
 /// One incident.
@@ -179,7 +198,8 @@ pub fn add_incident_event(
     actor: &str,
     details: Value,
 ) -> Result<IncidentEvent> {
-    let row: IncidentEventRow = diesel::insert_into(incident_events::table)
+    let t = now();
+    let id: i64 = diesel::insert_into(incident_events::table)
         .values((
             incident_events::incident_id.eq(incident_id),
             incident_events::event.eq(event),
@@ -187,11 +207,20 @@ pub fn add_incident_event(
             incident_events::new_status.eq(new_status),
             incident_events::actor.eq(actor),
             incident_events::details.eq(json_to(&details)?),
-            incident_events::created_at.eq(now()),
+            incident_events::created_at.eq(t),
         ))
-        .returning(incident_events::all_columns)
+        .returning(incident_events::id)
         .get_result(conn)?;
-    row.try_into()
+    Ok(IncidentEvent {
+        id,
+        incident_id,
+        event: event.to_owned(),
+        old_status: old_status.to_owned(),
+        new_status: new_status.to_owned(),
+        actor: actor.to_owned(),
+        details,
+        created_at: ts(t),
+    })
 }
 
 /// An incident's events, oldest first.
@@ -246,7 +275,9 @@ pub struct NewAlert {
 /// Inserts an alert; a second alert with the same (source, fingerprint) is a `Conflict`.
 pub fn insert_alert(conn: &mut AnyConnection, new: &NewAlert) -> Result<Alert> {
     let t = now();
-    let row: AlertRow = diesel::insert_into(alerts::table)
+    let started_at = naive(new.started_at);
+    let ended_at = new.ended_at.map(naive);
+    let id: i64 = diesel::insert_into(alerts::table)
         .values((
             alerts::fingerprint.eq(&new.fingerprint),
             alerts::source.eq(&new.source),
@@ -258,15 +289,33 @@ pub fn insert_alert(conn: &mut AnyConnection, new: &NewAlert) -> Result<Alert> {
             alerts::annotations.eq(json_to(&new.annotations)?),
             alerts::raw_payload.eq(json_to(&new.raw_payload)?),
             alerts::trace_id.eq(&new.trace_id),
-            alerts::started_at.eq(naive(new.started_at)),
-            alerts::ended_at.eq(new.ended_at.map(naive)),
+            alerts::started_at.eq(started_at),
+            alerts::ended_at.eq(ended_at),
             alerts::received_at.eq(t),
             alerts::updated_at.eq(t),
             alerts::incident_id.eq(new.incident_id),
         ))
-        .returning(alerts::all_columns)
+        .returning(alerts::id)
         .get_result(conn)?;
-    row.try_into()
+    Ok(Alert {
+        id,
+        fingerprint: new.fingerprint.clone(),
+        source: new.source.clone(),
+        name: new.name.clone(),
+        severity: new.severity,
+        status: new.status,
+        description: new.description.clone(),
+        labels: new.labels.clone(),
+        annotations: new.annotations.clone(),
+        raw_payload: new.raw_payload.clone(),
+        trace_id: new.trace_id.clone(),
+        // As stored: microsecond precision.
+        started_at: ts(started_at),
+        ended_at: ended_at.map(ts),
+        received_at: ts(t),
+        updated_at: ts(t),
+        incident_id: new.incident_id,
+    })
 }
 
 /// One alert.
@@ -354,18 +403,27 @@ pub fn add_alert_history(
     new_status: &str,
     details: Value,
 ) -> Result<AlertHistory> {
-    let row: AlertHistoryRow = diesel::insert_into(alert_history::table)
+    let t = now();
+    let id: i64 = diesel::insert_into(alert_history::table)
         .values((
             alert_history::alert_id.eq(alert_id),
             alert_history::event.eq(event),
             alert_history::old_status.eq(old_status),
             alert_history::new_status.eq(new_status),
             alert_history::details.eq(json_to(&details)?),
-            alert_history::created_at.eq(now()),
+            alert_history::created_at.eq(t),
         ))
-        .returning(alert_history::all_columns)
+        .returning(alert_history::id)
         .get_result(conn)?;
-    row.try_into()
+    Ok(AlertHistory {
+        id,
+        alert_id,
+        event: event.to_owned(),
+        old_status: old_status.to_owned(),
+        new_status: new_status.to_owned(),
+        details,
+        created_at: ts(t),
+    })
 }
 
 /// An alert's history, oldest first.
@@ -548,7 +606,7 @@ pub struct NewPipelineRun {
 /// Inserts a pipeline run in status `pending`, ready to be claimed now.
 pub fn insert_pipeline_run(conn: &mut AnyConnection, new: &NewPipelineRun) -> Result<PipelineRun> {
     let t = now();
-    let row: PipelineRunRow = diesel::insert_into(pipeline_runs::table)
+    let id: i64 = diesel::insert_into(pipeline_runs::table)
         .values((
             pipeline_runs::run_id.eq(&new.run_id),
             pipeline_runs::trace_id.eq(&new.trace_id),
@@ -565,9 +623,34 @@ pub fn insert_pipeline_run(conn: &mut AnyConnection, new: &NewPipelineRun) -> Re
             pipeline_runs::updated_at.eq(t),
             pipeline_runs::next_attempt_at.eq(Some(t)),
         ))
-        .returning(pipeline_runs::all_columns)
+        .returning(pipeline_runs::id)
         .get_result(conn)?;
-    row.try_into()
+    Ok(PipelineRun {
+        id,
+        run_id: new.run_id.clone(),
+        trace_id: new.trace_id.clone(),
+        status: PipelineStatus::Pending,
+        current_stage: None,
+        definition_name: new.definition_name.clone(),
+        incident_id: new.incident_id,
+        source: new.source.clone(),
+        environment: new.environment.clone(),
+        attempts: 0,
+        max_retries: new.max_retries,
+        last_error_type: None,
+        last_error_message: None,
+        last_error_retryable: false,
+        inbound_payload: new.inbound_payload.clone(),
+        created_at: ts(t),
+        updated_at: ts(t),
+        started_at: None,
+        completed_at: None,
+        total_duration_ms: None,
+        lease_owner: None,
+        lease_expires_at: None,
+        next_attempt_at: Some(ts(t)),
+        resumed_at: None,
+    })
 }
 
 /// One run by its run id.
