@@ -801,6 +801,111 @@ async fn definitions_are_validated_saved_toggled_and_executed() {
     assert_eq!(res.status, StatusCode::BAD_REQUEST);
 }
 
+/// Text a template rendered, with minijinja's HTML escapes undone.
+fn html_unescape(s: &str) -> String {
+    s.replace("&quot;", "\"")
+        .replace("&#x27;", "'")
+        .replace("&#39;", "'")
+        .replace("&#x2f;", "/")
+        .replace("&#x2F;", "/")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+/// The text of the `<textarea id="{id}">` a page holds, unescaped.
+fn textarea(body: &str, id: &str) -> String {
+    let marker = format!("id=\"{id}\"");
+    let at = body.find(&marker).expect("the textarea") + marker.len();
+    let open = body[at..].find('>').expect("the end of the tag") + at + 1;
+    let close = body[open..].find("</textarea>").expect("the closing tag") + open;
+    html_unescape(&body[open..close])
+}
+
+const INGEST_NOTIFY: &str = r#"{"version": "1", "nodes": [{"id": "ingest", "type": "ingest", "next": "notify"}, {"id": "notify", "type": "notify"}]}"#;
+
+#[tokio::test]
+async fn the_prefilled_execute_sample_passes_an_ingest_node() {
+    let app = app().await;
+    let session = login(&app).await;
+    let res = act(
+        &app,
+        &session,
+        "/admin/definitions/new",
+        "/admin/definitions",
+        &[("name", "ingest-notify"), ("definition", INGEST_NOTIFY)],
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
+
+    let page = get(&app, "/admin/definitions/ingest-notify", &session).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let sample = textarea(&page.body, "execute-payload");
+
+    let res = post(
+        &app,
+        "/admin/definitions/ingest-notify/execute",
+        &session,
+        &[("csrf_token", &page.csrf()), ("payload", &sample)],
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
+    let run_page = res.location().to_owned();
+    assert!(run_page.starts_with("/admin/runs/"), "{run_page}");
+    let run = get(&app, &run_page, &session).await;
+    assert_eq!(run.status, StatusCode::OK);
+    assert!(
+        run.body
+            .contains(r#"data-node="ingest" data-status="succeeded""#),
+        "{}",
+        run.body
+    );
+    assert!(!run.body.contains("no driver recognises"), "{}", run.body);
+
+    // The ingest stage stored the sample's alert, parsed by the Alertmanager driver.
+    let alerts = app
+        .tocsin
+        .store()
+        .run(|c| tocsin_core::store::list_alerts(c, &tocsin_core::store::AlertFilter::default()))
+        .await
+        .unwrap();
+    assert!(!alerts.is_empty(), "the sample's alerts were stored");
+    assert!(
+        alerts.iter().all(|a| a.source == "alertmanager"),
+        "{alerts:?}"
+    );
+    // Shaped like the Alertmanager documentation's webhook v4 example.
+    let doc: Value = serde_json::from_str(&sample).unwrap();
+    for key in [
+        "version",
+        "groupKey",
+        "truncatedAlerts",
+        "status",
+        "receiver",
+        "groupLabels",
+        "commonLabels",
+        "commonAnnotations",
+        "externalURL",
+        "alerts",
+    ] {
+        assert!(doc.get(key).is_some(), "the sample has no {key}: {sample}");
+    }
+    for key in [
+        "status",
+        "labels",
+        "annotations",
+        "startsAt",
+        "endsAt",
+        "generatorURL",
+        "fingerprint",
+    ] {
+        assert!(
+            doc["alerts"][0].get(key).is_some(),
+            "its alert has no {key}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_failed_run_can_be_resumed_from_its_page() {
     let app = app().await;
@@ -1347,5 +1452,111 @@ async fn filters_find_a_row_older_than_the_newest_thousand_and_pages_count_every
         )),
         "{}",
         dash.body
+    );
+}
+
+/// The ids of the alert rows the alert list shows.
+fn alert_rows(body: &str) -> Vec<i64> {
+    body.split("<tr class=\"alert\" data-id=\"")
+        .skip(1)
+        .filter_map(|s| s.split('"').next()?.parse().ok())
+        .collect()
+}
+
+#[tokio::test]
+async fn an_incident_with_more_alerts_than_its_page_shows_says_so_and_links_to_them_all() {
+    use tocsin_core::domain::{AlertStatus, Severity};
+    use tocsin_core::store::{self, NewAlert, NewIncident};
+
+    const ALERTS: usize = 230;
+    let app = app().await;
+    let session = login(&app).await;
+    let incident = |title: &str| NewIncident {
+        title: title.into(),
+        severity: Severity::Warning,
+        description: String::new(),
+        group_key: title.into(),
+        metadata: json!({}),
+    };
+    let alert = |fp: String, name: &str, incident_id| NewAlert {
+        fingerprint: fp,
+        source: "alertmanager".into(),
+        name: name.into(),
+        severity: Severity::Warning,
+        status: AlertStatus::Firing,
+        description: String::new(),
+        labels: Default::default(),
+        annotations: Default::default(),
+        raw_payload: json!({}),
+        trace_id: "t".into(),
+        started_at: "2026-01-01T00:00:00Z".parse().unwrap(),
+        ended_at: None,
+        incident_id,
+    };
+    let (busy, quiet, oldest) = app
+        .tocsin
+        .store()
+        .write(move |c| {
+            let busy = store::insert_incident(c, &incident("Busy"))?;
+            let quiet = store::insert_incident(c, &incident("Quiet"))?;
+            let oldest =
+                store::insert_alert(c, &alert("busy-old".into(), "Oldest", Some(busy.id)))?;
+            for i in 1..ALERTS {
+                store::insert_alert(c, &alert(format!("busy-{i}"), "Busy", Some(busy.id)))?;
+            }
+            store::insert_alert(c, &alert("quiet".into(), "Quiet", Some(quiet.id)))?;
+            Ok((busy.id, quiet.id, oldest.id))
+        })
+        .await
+        .unwrap();
+
+    let page = get(&app, &format!("/admin/incidents/{busy}"), &session).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert_eq!(page.body.matches("<div class=\"alert-block\"").count(), 200);
+    assert!(
+        page.body.contains(&format!(
+            "Showing the newest 200 of {ALERTS} alerts: <a href=\"/admin/alerts?incident={busy}\">"
+        )),
+        "{}",
+        page.body
+    );
+    let quiet_page = get(&app, &format!("/admin/incidents/{quiet}"), &session).await;
+    assert_eq!(
+        quiet_page
+            .body
+            .matches("<div class=\"alert-block\"")
+            .count(),
+        1
+    );
+    assert!(!quiet_page.body.contains("Showing the newest"));
+
+    // The link lists every alert of that incident, and only those, with pages that keep the filter.
+    let all = get(&app, &format!("/admin/alerts?incident={busy}"), &session).await;
+    assert_eq!(all.status, StatusCode::OK, "{}", all.body);
+    assert!(
+        all.body.contains(&format!("id=\"total-rows\">{ALERTS}<")),
+        "{}",
+        all.body
+    );
+    assert!(!all.body.contains(">Quiet<"));
+    assert_eq!(
+        pager_link(&all.body, "page-next").as_deref(),
+        Some(format!("/admin/alerts?incident={busy}&page=2").as_str())
+    );
+    let last = get(
+        &app,
+        &format!("/admin/alerts?incident={busy}&page=5"),
+        &session,
+    )
+    .await;
+    assert_eq!(alert_rows(&last.body).last(), Some(&oldest));
+    let of_quiet = get(&app, &format!("/admin/alerts?incident={quiet}"), &session).await;
+    assert!(of_quiet.body.contains("id=\"total-rows\">1<"));
+    assert!(of_quiet.body.contains(">Quiet<"));
+    assert_eq!(
+        get(&app, "/admin/alerts?incident=abc", &session)
+            .await
+            .status,
+        StatusCode::BAD_REQUEST
     );
 }
