@@ -801,6 +801,111 @@ async fn definitions_are_validated_saved_toggled_and_executed() {
     assert_eq!(res.status, StatusCode::BAD_REQUEST);
 }
 
+/// Text a template rendered, with minijinja's HTML escapes undone.
+fn html_unescape(s: &str) -> String {
+    s.replace("&quot;", "\"")
+        .replace("&#x27;", "'")
+        .replace("&#39;", "'")
+        .replace("&#x2f;", "/")
+        .replace("&#x2F;", "/")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+/// The text of the `<textarea id="{id}">` a page holds, unescaped.
+fn textarea(body: &str, id: &str) -> String {
+    let marker = format!("id=\"{id}\"");
+    let at = body.find(&marker).expect("the textarea") + marker.len();
+    let open = body[at..].find('>').expect("the end of the tag") + at + 1;
+    let close = body[open..].find("</textarea>").expect("the closing tag") + open;
+    html_unescape(&body[open..close])
+}
+
+const INGEST_NOTIFY: &str = r#"{"version": "1", "nodes": [{"id": "ingest", "type": "ingest", "next": "notify"}, {"id": "notify", "type": "notify"}]}"#;
+
+#[tokio::test]
+async fn the_prefilled_execute_sample_passes_an_ingest_node() {
+    let app = app().await;
+    let session = login(&app).await;
+    let res = act(
+        &app,
+        &session,
+        "/admin/definitions/new",
+        "/admin/definitions",
+        &[("name", "ingest-notify"), ("definition", INGEST_NOTIFY)],
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
+
+    let page = get(&app, "/admin/definitions/ingest-notify", &session).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let sample = textarea(&page.body, "execute-payload");
+
+    let res = post(
+        &app,
+        "/admin/definitions/ingest-notify/execute",
+        &session,
+        &[("csrf_token", &page.csrf()), ("payload", &sample)],
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
+    let run_page = res.location().to_owned();
+    assert!(run_page.starts_with("/admin/runs/"), "{run_page}");
+    let run = get(&app, &run_page, &session).await;
+    assert_eq!(run.status, StatusCode::OK);
+    assert!(
+        run.body
+            .contains(r#"data-node="ingest" data-status="succeeded""#),
+        "{}",
+        run.body
+    );
+    assert!(!run.body.contains("no driver recognises"), "{}", run.body);
+
+    // The ingest stage stored the sample's alert, parsed by the Alertmanager driver.
+    let alerts = app
+        .tocsin
+        .store()
+        .run(|c| tocsin_core::store::list_alerts(c, &tocsin_core::store::AlertFilter::default()))
+        .await
+        .unwrap();
+    assert!(!alerts.is_empty(), "the sample's alerts were stored");
+    assert!(
+        alerts.iter().all(|a| a.source == "alertmanager"),
+        "{alerts:?}"
+    );
+    // Shaped like the Alertmanager documentation's webhook v4 example.
+    let doc: Value = serde_json::from_str(&sample).unwrap();
+    for key in [
+        "version",
+        "groupKey",
+        "truncatedAlerts",
+        "status",
+        "receiver",
+        "groupLabels",
+        "commonLabels",
+        "commonAnnotations",
+        "externalURL",
+        "alerts",
+    ] {
+        assert!(doc.get(key).is_some(), "the sample has no {key}: {sample}");
+    }
+    for key in [
+        "status",
+        "labels",
+        "annotations",
+        "startsAt",
+        "endsAt",
+        "generatorURL",
+        "fingerprint",
+    ] {
+        assert!(
+            doc["alerts"][0].get(key).is_some(),
+            "its alert has no {key}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_failed_run_can_be_resumed_from_its_page() {
     let app = app().await;
@@ -1131,4 +1236,327 @@ async fn check_runs_chart_a_checkers_recent_values() {
     let all = get(&app, "/admin/checks", &session).await;
     assert!(!all.body.contains("checker-chart"));
     assert_eq!(all.body.matches("class=\"check-run\"").count(), 3);
+}
+
+/// More rows than the console's old in-memory filters looked through (the newest 1000).
+const MANY: usize = 1100;
+
+/// The `href` of the pager link with this id, unescaped, if the page has it.
+fn pager_link(body: &str, id: &str) -> Option<String> {
+    let marker = format!("id=\"{id}\" href=\"");
+    let at = body.find(&marker)? + marker.len();
+    let href = body[at..].split('"').next()?;
+    Some(href.replace("&#x2f;", "/").replace("&amp;", "&"))
+}
+
+/// The ids of the incident rows a list page shows.
+fn incident_rows(body: &str) -> Vec<i64> {
+    body.split("<tr class=\"incident\" data-id=\"")
+        .skip(1)
+        .filter_map(|s| s.split('"').next()?.parse().ok())
+        .collect()
+}
+
+#[tokio::test]
+async fn filters_find_a_row_older_than_the_newest_thousand_and_pages_count_every_row() {
+    use tocsin_core::domain::{AlertStatus, Severity, new_id};
+    use tocsin_core::store::{self, NewAlert, NewIncident, NewPipelineRun};
+
+    let app = app().await;
+    let session = login(&app).await;
+    let incident = |title: String, severity| NewIncident {
+        title,
+        severity,
+        description: "filler".into(),
+        group_key: "g".into(),
+        metadata: json!({}),
+    };
+    let alert = |source: &str, fp: String, name: &str, incident_id| NewAlert {
+        fingerprint: fp,
+        source: source.into(),
+        name: name.into(),
+        severity: Severity::Warning,
+        status: AlertStatus::Firing,
+        description: String::new(),
+        labels: Default::default(),
+        annotations: Default::default(),
+        raw_payload: json!({}),
+        trace_id: "t".into(),
+        started_at: "2026-01-01T00:00:00Z".parse().unwrap(),
+        ended_at: None,
+        incident_id,
+    };
+    let run = |definition: Option<&str>, incident_id| NewPipelineRun {
+        run_id: new_id(),
+        trace_id: new_id(),
+        definition_name: definition.map(str::to_owned),
+        incident_id,
+        source: "test".into(),
+        environment: "test".into(),
+        max_retries: 0,
+        inbound_payload: json!({}),
+    };
+    // The oldest rows first, then MANY newer ones, all in one transaction.
+    let (old, old_run) = app
+        .tocsin
+        .store()
+        .write(move |c| {
+            let old = store::insert_incident(
+                c,
+                &incident("Ancient 100% disk_full".into(), Severity::Critical),
+            )?;
+            store::insert_alert(
+                c,
+                &alert("zabbix", "ancient-fp".into(), "AncientDisk", Some(old.id)),
+            )?;
+            let old_run = store::insert_pipeline_run(c, &run(Some("nightly"), Some(old.id)))?;
+            for i in 0..MANY {
+                let inc = store::insert_incident(
+                    c,
+                    &incident(format!("Filler 100 diskxfull {i}"), Severity::Warning),
+                )?;
+                store::insert_alert(
+                    c,
+                    &alert("alertmanager", format!("fp-{i}"), "Filler", Some(inc.id)),
+                )?;
+                store::insert_pipeline_run(c, &run(None, Some(old.id)))?;
+            }
+            Ok((old.id, old_run.run_id))
+        })
+        .await
+        .unwrap();
+
+    // Filters go through every row, and `%` / `_` in the text match only themselves.
+    for path in [
+        "/admin/incidents?source=zabbix".to_owned(),
+        "/admin/incidents?q=100%25+DISK_FULL".to_owned(),
+        "/admin/incidents?status=open&severity=critical&source=zabbix&q=ancient".to_owned(),
+    ] {
+        let res = get(&app, &path, &session).await;
+        assert_eq!(res.status, StatusCode::OK, "{path}: {}", res.body);
+        assert_eq!(incident_rows(&res.body), [old], "{path}");
+        assert!(res.body.contains("id=\"total-rows\">1<"), "{path}");
+        assert!(res.body.contains("Page 1 of 1"), "{path}");
+        assert!(pager_link(&res.body, "page-next").is_none(), "{path}");
+    }
+    let alerts = get(&app, "/admin/alerts?q=ANCIENT-fp", &session).await;
+    assert!(alerts.body.contains("AncientDisk"), "{}", alerts.body);
+    assert!(alerts.body.contains("id=\"total-rows\">1<"));
+    let alerts = get(&app, "/admin/alerts?source=zabbix&q=disk", &session).await;
+    assert!(alerts.body.contains("AncientDisk"), "{}", alerts.body);
+    let runs = get(&app, "/admin/runs?definition=nightly", &session).await;
+    assert!(
+        runs.body.contains(&format!("data-id=\"{old_run}\"")),
+        "{}",
+        runs.body
+    );
+    assert!(runs.body.contains("id=\"total-rows\">1<"));
+    // `default` is every run stored without a definition name.
+    let runs = get(&app, "/admin/runs?definition=default", &session).await;
+    assert!(runs.body.contains(&format!("id=\"total-rows\">{MANY}<")));
+    assert!(!runs.body.contains(&format!("data-id=\"{old_run}\"")));
+
+    // The incident page lists its newest runs and says how many there are in all.
+    let page = get(&app, &format!("/admin/incidents/{old}"), &session).await;
+    assert!(page.body.contains(&format!(
+        "The newest 50 of {} runs: <a href=\"/admin/runs?incident={old}\">",
+        MANY + 1
+    )));
+    let of_incident = get(&app, &format!("/admin/runs?incident={old}"), &session).await;
+    assert!(
+        of_incident
+            .body
+            .contains(&format!("id=\"total-rows\">{}<", MANY + 1))
+    );
+    let last = pager_link(&of_incident.body, "page-next").unwrap();
+    assert_eq!(last, format!("/admin/runs?incident={old}&page=2"));
+    let last_page = get(
+        &app,
+        &format!("/admin/runs?incident={old}&page=23"),
+        &session,
+    )
+    .await;
+    assert!(last_page.body.contains(&format!("data-id=\"{old_run}\"")));
+    assert_eq!(
+        get(&app, "/admin/runs?incident=abc", &session).await.status,
+        StatusCode::BAD_REQUEST
+    );
+
+    // Pages: the total, the page count, links that keep the filters, the oldest on the last page.
+    let first = get(&app, "/admin/incidents", &session).await;
+    assert!(
+        first
+            .body
+            .contains(&format!("id=\"total-rows\">{}<", MANY + 1))
+    );
+    assert!(first.body.contains("Page 1 of 23"), "{}", first.body);
+    assert_eq!(incident_rows(&first.body).len(), 50);
+    assert!(pager_link(&first.body, "page-prev").is_none());
+    assert_eq!(
+        pager_link(&first.body, "page-next").as_deref(),
+        Some("/admin/incidents?page=2")
+    );
+    let warnings = get(&app, "/admin/incidents?severity=warning&page=2", &session).await;
+    assert!(warnings.body.contains("Page 2 of 22"), "{}", warnings.body);
+    assert_eq!(
+        pager_link(&warnings.body, "page-prev").as_deref(),
+        Some("/admin/incidents?severity=warning")
+    );
+    assert_eq!(
+        pager_link(&warnings.body, "page-next").as_deref(),
+        Some("/admin/incidents?severity=warning&page=3")
+    );
+    let last = get(&app, "/admin/incidents?page=23", &session).await;
+    assert_eq!(incident_rows(&last.body), [old]);
+    assert!(pager_link(&last.body, "page-next").is_none());
+    assert_eq!(
+        pager_link(&last.body, "page-prev").as_deref(),
+        Some("/admin/incidents?page=22")
+    );
+    // Past the end: no rows, and a way back to the last page.
+    let beyond = get(&app, "/admin/incidents?page=40", &session).await;
+    assert!(incident_rows(&beyond.body).is_empty());
+    assert_eq!(
+        pager_link(&beyond.body, "page-prev").as_deref(),
+        Some("/admin/incidents?page=23")
+    );
+
+    // The dashboard counts every row.
+    let dash = get(&app, "/admin/", &session).await;
+    let row = |sev: &str| {
+        let at = dash
+            .body
+            .find(&format!("<tr data-severity=\"{sev}\">"))
+            .unwrap();
+        dash.body[at..]
+            .split("<td class=\"count\">")
+            .skip(1)
+            .take(2)
+            .map(|s| s.split('<').next().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(row("warning"), [MANY.to_string(), "0".to_owned()]);
+    assert_eq!(row("critical"), ["1", "0"]);
+    assert!(
+        dash.body.contains(&format!(
+            "<span class=\"big\" id=\"queue-depth\">{}</span>",
+            MANY + 1
+        )),
+        "{}",
+        dash.body
+    );
+    assert!(
+        dash.body.contains(&format!(
+            "<tr data-status=\"pending\"><td><a href=\"/admin/runs?status=pending\">pending</a></td><td class=\"count\">{}</td>",
+            MANY + 1
+        )),
+        "{}",
+        dash.body
+    );
+}
+
+/// The ids of the alert rows the alert list shows.
+fn alert_rows(body: &str) -> Vec<i64> {
+    body.split("<tr class=\"alert\" data-id=\"")
+        .skip(1)
+        .filter_map(|s| s.split('"').next()?.parse().ok())
+        .collect()
+}
+
+#[tokio::test]
+async fn an_incident_with_more_alerts_than_its_page_shows_says_so_and_links_to_them_all() {
+    use tocsin_core::domain::{AlertStatus, Severity};
+    use tocsin_core::store::{self, NewAlert, NewIncident};
+
+    const ALERTS: usize = 230;
+    let app = app().await;
+    let session = login(&app).await;
+    let incident = |title: &str| NewIncident {
+        title: title.into(),
+        severity: Severity::Warning,
+        description: String::new(),
+        group_key: title.into(),
+        metadata: json!({}),
+    };
+    let alert = |fp: String, name: &str, incident_id| NewAlert {
+        fingerprint: fp,
+        source: "alertmanager".into(),
+        name: name.into(),
+        severity: Severity::Warning,
+        status: AlertStatus::Firing,
+        description: String::new(),
+        labels: Default::default(),
+        annotations: Default::default(),
+        raw_payload: json!({}),
+        trace_id: "t".into(),
+        started_at: "2026-01-01T00:00:00Z".parse().unwrap(),
+        ended_at: None,
+        incident_id,
+    };
+    let (busy, quiet, oldest) = app
+        .tocsin
+        .store()
+        .write(move |c| {
+            let busy = store::insert_incident(c, &incident("Busy"))?;
+            let quiet = store::insert_incident(c, &incident("Quiet"))?;
+            let oldest =
+                store::insert_alert(c, &alert("busy-old".into(), "Oldest", Some(busy.id)))?;
+            for i in 1..ALERTS {
+                store::insert_alert(c, &alert(format!("busy-{i}"), "Busy", Some(busy.id)))?;
+            }
+            store::insert_alert(c, &alert("quiet".into(), "Quiet", Some(quiet.id)))?;
+            Ok((busy.id, quiet.id, oldest.id))
+        })
+        .await
+        .unwrap();
+
+    let page = get(&app, &format!("/admin/incidents/{busy}"), &session).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert_eq!(page.body.matches("<div class=\"alert-block\"").count(), 200);
+    assert!(
+        page.body.contains(&format!(
+            "Showing the newest 200 of {ALERTS} alerts: <a href=\"/admin/alerts?incident={busy}\">"
+        )),
+        "{}",
+        page.body
+    );
+    let quiet_page = get(&app, &format!("/admin/incidents/{quiet}"), &session).await;
+    assert_eq!(
+        quiet_page
+            .body
+            .matches("<div class=\"alert-block\"")
+            .count(),
+        1
+    );
+    assert!(!quiet_page.body.contains("Showing the newest"));
+
+    // The link lists every alert of that incident, and only those, with pages that keep the filter.
+    let all = get(&app, &format!("/admin/alerts?incident={busy}"), &session).await;
+    assert_eq!(all.status, StatusCode::OK, "{}", all.body);
+    assert!(
+        all.body.contains(&format!("id=\"total-rows\">{ALERTS}<")),
+        "{}",
+        all.body
+    );
+    assert!(!all.body.contains(">Quiet<"));
+    assert_eq!(
+        pager_link(&all.body, "page-next").as_deref(),
+        Some(format!("/admin/alerts?incident={busy}&page=2").as_str())
+    );
+    let last = get(
+        &app,
+        &format!("/admin/alerts?incident={busy}&page=5"),
+        &session,
+    )
+    .await;
+    assert_eq!(alert_rows(&last.body).last(), Some(&oldest));
+    let of_quiet = get(&app, &format!("/admin/alerts?incident={quiet}"), &session).await;
+    assert!(of_quiet.body.contains("id=\"total-rows\">1<"));
+    assert!(of_quiet.body.contains(">Quiet<"));
+    assert_eq!(
+        get(&app, "/admin/alerts?incident=abc", &session)
+            .await
+            .status,
+        StatusCode::BAD_REQUEST
+    );
 }

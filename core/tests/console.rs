@@ -219,6 +219,7 @@ async fn alert_filters_search_name_description_and_fingerprint_over_every_row() 
             status: Some(AlertStatus::Firing),
             severity: Some(Severity::Warning),
             text: Some("disk".into()),
+            incident_id: None,
         })
         .await;
         assert_eq!(old.total, 1, "{l}");
@@ -229,6 +230,104 @@ async fn alert_filters_search_name_description_and_fingerprint_over_every_row() 
         })
         .await;
         assert_eq!(resolved.total, 0, "{l}");
+    }
+}
+
+#[tokio::test]
+async fn alert_filter_by_incident_counts_and_pages_every_alert_of_that_incident() {
+    const OF_INCIDENT: usize = 250;
+    for db in testing::all().await {
+        let l = db.label;
+        let (busy, quiet, oldest) = db
+            .store
+            .write(|c| {
+                let busy = store::insert_incident(c, &new_incident("Busy", "", Severity::Info))?;
+                let quiet = store::insert_incident(c, &new_incident("Quiet", "", Severity::Info))?;
+                let oldest =
+                    store::insert_alert(c, &new_alert("zabbix", "busy-old", "Old", Some(busy.id)))?;
+                for i in 0..OF_INCIDENT - 1 {
+                    store::insert_alert(
+                        c,
+                        &new_alert("alertmanager", &format!("busy-{i}"), "Busy", Some(busy.id)),
+                    )?;
+                    store::insert_alert(
+                        c,
+                        &new_alert("alertmanager", &format!("other-{i}"), "Other", None),
+                    )?;
+                }
+                store::insert_alert(c, &new_alert("zabbix", "quiet", "Quiet", Some(quiet.id)))?;
+                Ok((busy.id, quiet.id, oldest.id))
+            })
+            .await
+            .unwrap();
+        let find = |f: AlertQuery, page: PageRequest| {
+            let store = db.store.clone();
+            async move {
+                store
+                    .run(move |c| console::alerts(c, &f, page))
+                    .await
+                    .unwrap()
+            }
+        };
+        let of_busy = |page| {
+            find(
+                AlertQuery {
+                    incident_id: Some(busy),
+                    ..Default::default()
+                },
+                page,
+            )
+        };
+        let newest = of_busy(PageRequest {
+            limit: 200,
+            offset: 0,
+        })
+        .await;
+        assert_eq!(newest.total, OF_INCIDENT as i64, "{l}");
+        assert_eq!(newest.rows.len(), 200, "{l}");
+        assert!(
+            newest.rows.iter().all(|a| a.incident_id == Some(busy)),
+            "{l}"
+        );
+        assert!(
+            newest.rows.iter().all(|a| a.id != oldest),
+            "{l}: newest first"
+        );
+        let last = of_busy(PageRequest::page(2, 200)).await;
+        assert_eq!(last.rows.len(), OF_INCIDENT - 200, "{l}");
+        assert_eq!(last.rows.last().map(|a| a.id), Some(oldest), "{l}");
+        // With the other filters.
+        let old = find(
+            AlertQuery {
+                incident_id: Some(busy),
+                source: Some("zabbix".into()),
+                ..Default::default()
+            },
+            PageRequest::default(),
+        )
+        .await;
+        assert_eq!(old.total, 1, "{l}");
+        assert_eq!(old.rows[0].id, oldest, "{l}");
+        let quiet_rows = find(
+            AlertQuery {
+                incident_id: Some(quiet),
+                ..Default::default()
+            },
+            PageRequest::default(),
+        )
+        .await;
+        assert_eq!(quiet_rows.total, 1, "{l}");
+        assert_eq!(quiet_rows.rows[0].fingerprint, "quiet", "{l}");
+        let none = find(
+            AlertQuery {
+                incident_id: Some(quiet + busy + 1000),
+                ..Default::default()
+            },
+            PageRequest::default(),
+        )
+        .await;
+        assert_eq!(none.total, 0, "{l}");
+        assert!(none.rows.is_empty(), "{l}");
     }
 }
 

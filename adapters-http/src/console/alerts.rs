@@ -15,7 +15,7 @@ use super::{
 };
 use crate::AppState;
 
-/// `GET /admin/alerts?status=&severity=&source=&q=&page=`.
+/// `GET /admin/alerts?status=&severity=&source=&q=&incident=&page=`.
 pub(crate) async fn list(
     State(state): State<AppState>,
     Extension(session): Extension<Session>,
@@ -25,12 +25,21 @@ pub(crate) async fn list(
     let status = enum_param::<AlertStatus>(&p, "status")?;
     let severity = enum_param::<Severity>(&p, "severity")?;
     let (source, q) = (param(&p, "source"), param(&p, "q"));
+    let incident = param(&p, "incident");
+    let incident_id = if incident.is_empty() {
+        None
+    } else {
+        Some(incident.parse::<i64>().map_err(|_| {
+            ConsoleError::bad_request(format!("incident must be an incident id, got {incident:?}"))
+        })?)
+    };
     let page = page_number(&p)?;
     let filter = AlertQuery {
         status,
         severity,
         source: Some(source.clone()),
         text: Some(q.clone()),
+        incident_id,
     };
     let listing = state
         .tocsin
@@ -42,6 +51,7 @@ pub(crate) async fn list(
         ("severity", param(&p, "severity")),
         ("source", source.clone()),
         ("q", q.clone()),
+        ("incident", incident.clone()),
     ];
     let pager = pager(page, listing.total, "/admin/alerts", &filters);
     Ok(render(
@@ -53,7 +63,7 @@ pub(crate) async fn list(
             "alerts": listing.rows,
             "pager": pager,
             "filter": {"status": param(&p, "status"), "severity": param(&p, "severity"),
-                       "source": source, "q": q},
+                       "source": source, "q": q, "incident": incident},
             "statuses": AlertStatus::ALL,
             "severities": Severity::ALL,
             "sources": state.tocsin.plugins().ingestors.names(),

@@ -14,18 +14,30 @@ use super::{ConsoleError, FormData, Page, Params, Session, back, field, params, 
 use crate::orchestration::{self, SaveError};
 use crate::{AppState, TraceId};
 
-/// What the execute form is prefilled with: an Alertmanager-style body, which the default
-/// pipeline's `ingest` node recognises.
+/// What the execute form is prefilled with: a complete Alertmanager webhook v4 body, shaped like
+/// the example in Alertmanager's documentation
+/// (<https://prometheus.io/docs/alerting/latest/configuration/#webhook_config>). The
+/// `alertmanager` ingest driver recognises a body by `"version": "4"`, a `groupKey` string and an
+/// `alerts` array, so a definition that starts with an `ingest` node accepts it unchanged.
 const SAMPLE_PAYLOAD: &str = r#"{
-  "receiver": "tocsin",
+  "version": "4",
+  "groupKey": "{}:{alertname=\"ConsoleSample\"}",
+  "truncatedAlerts": 0,
   "status": "firing",
+  "receiver": "tocsin",
+  "groupLabels": {"alertname": "ConsoleSample"},
+  "commonLabels": {"alertname": "ConsoleSample", "instance": "console:9100", "job": "node", "severity": "warning"},
+  "commonAnnotations": {"summary": "A sample alert sent from the tocsin console", "description": "Executed by hand from the definition page"},
+  "externalURL": "http://alertmanager.example.com:9093",
   "alerts": [
     {
       "status": "firing",
-      "labels": {"alertname": "ConsoleSample", "severity": "warning", "instance": "console"},
-      "annotations": {"summary": "A sample alert sent from the tocsin console"},
+      "labels": {"alertname": "ConsoleSample", "instance": "console:9100", "job": "node", "severity": "warning"},
+      "annotations": {"summary": "A sample alert sent from the tocsin console", "description": "Executed by hand from the definition page"},
       "startsAt": "2026-01-01T00:00:00Z",
-      "fingerprint": "console-sample"
+      "endsAt": "0001-01-01T00:00:00Z",
+      "generatorURL": "http://prometheus.example.com:9090/graph?g0.expr=up+%3D%3D+0",
+      "fingerprint": "c0a5e1e5a1e7c0de"
     }
   ]
 }"#;

@@ -8,8 +8,8 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde_json::{Value, json};
 use tocsin_core::domain::{IncidentStatus, Severity};
-use tocsin_core::store::console::{IncidentQuery, PageRequest, RunQuery};
-use tocsin_core::store::{self, AlertFilter};
+use tocsin_core::store;
+use tocsin_core::store::console::{AlertQuery, IncidentQuery, PageRequest, RunQuery};
 use tocsin_ingest::service;
 
 use super::form::param;
@@ -85,6 +85,10 @@ fn allowed_actions(status: IncidentStatus) -> Vec<&'static str> {
 /// The most runs an incident page lists (newest first; the page says how many there are).
 const RUNS_SHOWN: i64 = 50;
 
+/// The most alerts an incident page lists, each with its history (newest first; the page says
+/// how many there are and links to the alert list filtered by the incident).
+const ALERTS_SHOWN: i64 = 200;
+
 fn incident_id(raw: &str) -> Result<i64, ConsoleError> {
     raw.parse::<i64>()
         .map_err(|_| ConsoleError::not_found(format!("incident {raw:?} not found")))
@@ -104,16 +108,19 @@ pub(crate) async fn detail(
         .store()
         .run(move |c| {
             let incident = store::get_incident(c, id)?;
-            let alerts = store::list_alerts(
+            let alerts = store::console::alerts(
                 c,
-                &AlertFilter {
+                &AlertQuery {
                     incident_id: Some(id),
-                    limit: 200,
-                    ..AlertFilter::default()
+                    ..AlertQuery::default()
+                },
+                PageRequest {
+                    limit: ALERTS_SHOWN,
+                    offset: 0,
                 },
             )?;
             let mut alert_rows = Vec::new();
-            for a in alerts {
+            for a in alerts.rows {
                 let history: Vec<Value> = store::list_alert_history(c, a.id)?
                     .into_iter()
                     .map(|h| {
@@ -158,14 +165,14 @@ pub(crate) async fn detail(
             let analyses = store::list_analysis_runs(c, Some(id), 50)?;
             Ok((
                 incident,
-                alert_rows,
+                (alert_rows, alerts.total),
                 events,
                 (run_rows, runs.total),
                 analyses,
             ))
         })
         .await?;
-    let (incident, alerts, events, (runs, runs_total), analyses) = data;
+    let (incident, (alerts, alerts_total), events, (runs, runs_total), analyses) = data;
     let recommendations: Vec<Value> = analyses
         .iter()
         .flat_map(|a| {
@@ -188,6 +195,7 @@ pub(crate) async fn detail(
             "metadata": pretty(&incident.metadata),
             "actions": allowed_actions(incident.status),
             "alerts": alerts,
+            "alerts_total": alerts_total,
             "events": events,
             "runs": runs,
             "runs_total": runs_total,

@@ -497,6 +497,7 @@ impl Engine {
     /// Claims up to `limit` due runs in one transaction.
     async fn claim_due(&self, limit: usize) -> Result<Vec<Claim>> {
         let owner = format!("{}#{}", self.worker_id, &new_id()[20..]);
+        let margin = self.lease_margin;
         let until = lease_until(
             Duration::from_secs(definition::Defaults::default().timeout_seconds)
                 + self.lease_margin,
@@ -505,7 +506,9 @@ impl Engine {
             .store()
             .write(move |c| {
                 let runs = queue::claim_due(c, &owner, until, limit)?;
-                Ok(runs.into_iter().map(|run| Claim::load(c, run)).collect())
+                runs.into_iter()
+                    .map(|run| Claim::load(c, run, margin))
+                    .collect()
             })
             .await
     }
@@ -513,6 +516,7 @@ impl Engine {
     async fn claim(&self, run_id: Option<&str>) -> Result<Option<Claim>> {
         // The lease covers the longest node deadline; it is renewed before every node.
         let owner = format!("{}#{}", self.worker_id, &new_id()[20..]);
+        let margin = self.lease_margin;
         let until = lease_until(
             Duration::from_secs(definition::Defaults::default().timeout_seconds)
                 + self.lease_margin,
@@ -525,7 +529,7 @@ impl Engine {
                     return Ok(None);
                 };
                 // Read in the claim's transaction: one round trip less per run.
-                Ok(Some(Claim::load(c, run)))
+                Claim::load(c, run, margin).map(Some)
             })
             .await
     }
@@ -544,119 +548,45 @@ impl Engine {
     async fn execute_inner(&self, claim: Claim) -> Result<PipelineRun> {
         let Claim {
             run,
-            envelope,
             loaded,
+            first,
+            mut owed,
         } = claim;
         let store = self.tocsin.store().clone();
         let owner = run.lease_owner.clone().unwrap_or_default();
         let pk = run.id;
-        let (def, executions) = match loaded {
-            Ok(x) => x,
+        let mut progress = match loaded {
+            Ok(p) => p,
             Err(e) => return self.fail_run(&run, &e, None, Vec::new()).await,
         };
         tracing::info!(
             definition = run.definition_name.as_deref().unwrap_or("default"),
             "Executing pipeline run."
         );
-
-        let mut state = initial_state(&run, &envelope);
-        let order: Vec<Node> = def.execution_order().into_iter().cloned().collect();
-        // Replay what earlier attempts finished: their outputs rebuild the state.
-        for node in &order {
-            let mut execs = executions.iter().filter(|e| e.node_id == node.id);
-            if let Some(done) = execs.clone().find(|e| e.status == StageStatus::Succeeded) {
-                merge_output(&mut state, &node.id, &done.output_snapshot);
-            } else if let Some(skipped) = execs.find(|e| e.status == StageStatus::Skipped) {
-                // A node skipped by a skip control still produced output (skipped checks...).
-                if skipped
-                    .output_snapshot
-                    .as_object()
-                    .is_some_and(|o| !o.is_empty())
-                {
-                    merge_output(&mut state, &node.id, &skipped.output_snapshot);
+        // The first node was started in the claim's transaction.
+        let mut next_start = first;
+        loop {
+            let (step, started) = match next_start.take() {
+                Some(s) => s,
+                None => {
+                    let Some(step) = progress.advance(&run, &mut owed) else {
+                        break;
+                    };
+                    let until = lease_until(step.timeout + self.lease_margin);
+                    let (owner2, settled) = (owner.clone(), std::mem::take(&mut owed));
+                    let (node_id, exec) = (step.node_id.clone(), step.exec.clone());
+                    let started = store
+                        .write(move |c| {
+                            settle(c, settled)?;
+                            start_node(c, pk, &owner2, until, &node_id, &exec)
+                        })
+                        .await?;
+                    (step, started)
                 }
-                note_skip(
-                    &mut state,
-                    &node.id,
-                    skipped.skip_reason.as_deref().unwrap_or("skipped"),
-                    skipped.error_message.is_some(),
-                );
-            }
-        }
-        let mut owed: Vec<Deferred> = Vec::new();
-        for node in &order {
-            let mine: Vec<&StageExecution> =
-                executions.iter().filter(|e| e.node_id == node.id).collect();
-            if mine
-                .iter()
-                .any(|e| matches!(e.status, StageStatus::Succeeded | StageStatus::Skipped))
-            {
-                continue;
-            }
-            let attempt = mine.iter().map(|e| e.attempt).max().unwrap_or(0) + 1;
-            let since = run.resumed_at;
-            let failures_so_far = mine
-                .iter()
-                .filter(|e| e.status == StageStatus::Failed || e.status == StageStatus::Running)
-                .filter(|e| since.is_none_or(|s| e.started_at.is_some_and(|st| st >= s)))
-                .count() as u32;
-
-            let has_errors = state
-                .get("errors")
-                .and_then(Value::as_array)
-                .is_some_and(|e| !e.is_empty());
-            if node.skip_if_errors && has_errors {
-                let reason = "skipped because an earlier node failed (skip_if_errors)".to_owned();
-                owed.push(skip_record(&run, node, attempt, &state, &reason));
-                note_skip(&mut state, &node.id, &reason, false);
-                continue;
-            }
-
-            let timeout = Duration::from_secs(def.defaults.timeout_seconds.max(1));
-            let until = lease_until(timeout + self.lease_margin);
-            let exec = NewStageExecution {
-                pipeline_run_id: run.id,
-                node_id: node.id.clone(),
-                stage: node.kind.clone(),
-                attempt,
-                status: StageStatus::Running,
-                idempotency_key: format!("{}:{}", run.run_id, node.id),
-                input_snapshot: bound(&state),
             };
-            let (owner2, node_id) = (owner.clone(), node.id.clone());
-            let settled = std::mem::take(&mut owed);
-            let started = store
-                .write(move |c| {
-                    settle(c, settled)?;
-                    if !queue::renew(c, pk, &owner2, until)? {
-                        return Ok(Err(load_run(c, pk)?));
-                    }
-                    // An attempt left `running` belongs to a worker that died holding the lease.
-                    diesel::update(
-                        stage_executions::table
-                            .filter(stage_executions::pipeline_run_id.eq(pk))
-                            .filter(stage_executions::node_id.eq(&node_id))
-                            .filter(stage_executions::status.eq(StageStatus::Running.as_str())),
-                    )
-                    .set((
-                        stage_executions::status.eq(StageStatus::Failed.as_str()),
-                        stage_executions::error_type.eq(Some("abandoned")),
-                        stage_executions::error_message.eq(Some(
-                            "the worker running this attempt stopped before it finished",
-                        )),
-                        stage_executions::error_retryable.eq(true),
-                        stage_executions::completed_at.eq(Some(now())),
-                    ))
-                    .execute(c)?;
-                    diesel::update(pipeline_runs::table.find(pk))
-                        .set((
-                            pipeline_runs::current_stage.eq(Some(node_id)),
-                            pipeline_runs::updated_at.eq(now()),
-                        ))
-                        .execute(c)?;
-                    store::insert_stage_execution(c, &exec).map(Ok)
-                })
-                .await?;
+            let node = progress.order[step.index].clone();
+            let (attempt, failures_so_far, timeout) =
+                (step.exec.attempt, step.failures_so_far, step.timeout);
             let started = match started {
                 Ok(started) => started,
                 Err(current) => {
@@ -672,11 +602,11 @@ impl Engine {
                 node.id.clone(),
                 attempt,
                 node.config.clone(),
-                state.clone(),
+                progress.state.clone(),
             );
             let node_span =
                 tracing::info_span!("node", node = %node.id, kind = %node.kind, attempt);
-            let result = tokio::time::timeout(timeout, self.run_node(node, &ctx))
+            let result = tokio::time::timeout(timeout, self.run_node(&node, &ctx))
                 .instrument(node_span)
                 .await
                 .unwrap_or_else(|_| {
@@ -693,7 +623,7 @@ impl Engine {
                     } else {
                         json!({ "value": output })
                     };
-                    merge_output(&mut state, &node.id, &output);
+                    merge_output(&mut progress.state, &node.id, &output);
                     // A stage that did nothing because of a skip control says so: recorded as
                     // skipped with its reason, its output still handed on.
                     let skip_reason = output
@@ -769,7 +699,7 @@ impl Engine {
                                 ms,
                             )
                         }));
-                        note_skip(&mut state, &node.id, &reason, true);
+                        note_skip(&mut progress.state, &node.id, &reason, true);
                         continue;
                     }
                     tracing::error!(node = %node.id, error = %err, "Required node failed; the run fails.");
@@ -778,6 +708,7 @@ impl Engine {
             }
         }
         // Every node done: the run ends in the status of the last stage kind it completed.
+        let (order, state) = (&progress.order, &progress.state);
         let last = order
             .iter()
             .rev()
@@ -917,13 +848,21 @@ fn skip_record(
 /// A claimed run with what executing it needs, read in the claim's transaction.
 struct Claim {
     run: PipelineRun,
-    envelope: Envelope,
-    /// The definition and the attempts of earlier claims; an error fails the run.
-    loaded: Result<(Definition, Vec<StageExecution>)>,
+    /// Where the run stands; an error (no definition) fails the run.
+    loaded: Result<Progress>,
+    /// The first node to run, already started in the claim's transaction (saving one).
+    first: Option<(NodeStart, StartResult)>,
+    /// Records of nodes skipped before there was a node to start.
+    owed: Vec<Deferred>,
 }
 
+/// A started attempt, or the run as it is when this worker lost its lease.
+type StartResult = std::result::Result<StageExecution, PipelineRun>;
+
 impl Claim {
-    fn load(c: &mut AnyConnection, run: PipelineRun) -> Self {
+    /// Reads the definition and earlier attempts and starts the first node to run, all in the
+    /// claim's transaction.
+    fn load(c: &mut AnyConnection, run: PipelineRun, lease_margin: Duration) -> Result<Self> {
         let envelope: Envelope =
             serde_json::from_value(run.inbound_payload.clone()).unwrap_or_default();
         let loaded = (|| {
@@ -931,14 +870,182 @@ impl Claim {
                 Some(d) if run.definition_name.is_none() => d.clone(),
                 _ => resolve_definition(c, run.definition_name.as_deref())?,
             };
-            Ok((def, store::list_stage_executions(c, run.id)?))
+            let executions = store::list_stage_executions(c, run.id)?;
+            Ok(Progress::new(&run, &envelope, def, executions))
         })();
-        Self {
+        let mut claim = Self {
             run,
-            envelope,
             loaded,
+            first: None,
+            owed: Vec::new(),
+        };
+        let Ok(progress) = &mut claim.loaded else {
+            return Ok(claim);
+        };
+        let Some(step) = progress.advance(&claim.run, &mut claim.owed) else {
+            return Ok(claim);
+        };
+        settle(c, std::mem::take(&mut claim.owed))?;
+        let owner = claim.run.lease_owner.clone().unwrap_or_default();
+        let until = lease_until(step.timeout + lease_margin);
+        let started = start_node(c, claim.run.id, &owner, until, &step.node_id, &step.exec)?;
+        claim.first = Some((step, started));
+        Ok(claim)
+    }
+}
+
+/// Where a run stands: its definition's nodes in execution order, the attempts of earlier
+/// claims, the state rebuilt from what they finished, and the next node to look at.
+struct Progress {
+    def: Definition,
+    order: Vec<Node>,
+    executions: Vec<StageExecution>,
+    state: Value,
+    next: usize,
+}
+
+/// The next node to run and the attempt to record for it.
+struct NodeStart {
+    index: usize,
+    node_id: String,
+    exec: NewStageExecution,
+    failures_so_far: u32,
+    timeout: Duration,
+}
+
+impl Progress {
+    fn new(
+        run: &PipelineRun,
+        envelope: &Envelope,
+        def: Definition,
+        executions: Vec<StageExecution>,
+    ) -> Self {
+        let mut state = initial_state(run, envelope);
+        let order: Vec<Node> = def.execution_order().into_iter().cloned().collect();
+        // Replay what earlier attempts finished: their outputs rebuild the state.
+        for node in &order {
+            let mut execs = executions.iter().filter(|e| e.node_id == node.id);
+            if let Some(done) = execs.clone().find(|e| e.status == StageStatus::Succeeded) {
+                merge_output(&mut state, &node.id, &done.output_snapshot);
+            } else if let Some(skipped) = execs.find(|e| e.status == StageStatus::Skipped) {
+                // A node skipped by a skip control still produced output (skipped checks...).
+                if skipped
+                    .output_snapshot
+                    .as_object()
+                    .is_some_and(|o| !o.is_empty())
+                {
+                    merge_output(&mut state, &node.id, &skipped.output_snapshot);
+                }
+                note_skip(
+                    &mut state,
+                    &node.id,
+                    skipped.skip_reason.as_deref().unwrap_or("skipped"),
+                    skipped.error_message.is_some(),
+                );
+            }
+        }
+        Self {
+            def,
+            order,
+            executions,
+            state,
+            next: 0,
         }
     }
+
+    /// Moves to the next node to run, passing nodes earlier attempts finished; a node skipped
+    /// by `skip_if_errors` on the way is owed as a record. `None`: every node is done.
+    fn advance(&mut self, run: &PipelineRun, owed: &mut Vec<Deferred>) -> Option<NodeStart> {
+        while self.next < self.order.len() {
+            let index = self.next;
+            self.next += 1;
+            let node = &self.order[index];
+            let mine: Vec<&StageExecution> = self
+                .executions
+                .iter()
+                .filter(|e| e.node_id == node.id)
+                .collect();
+            if mine
+                .iter()
+                .any(|e| matches!(e.status, StageStatus::Succeeded | StageStatus::Skipped))
+            {
+                continue;
+            }
+            let attempt = mine.iter().map(|e| e.attempt).max().unwrap_or(0) + 1;
+            let since = run.resumed_at;
+            let failures_so_far = mine
+                .iter()
+                .filter(|e| e.status == StageStatus::Failed || e.status == StageStatus::Running)
+                .filter(|e| since.is_none_or(|s| e.started_at.is_some_and(|st| st >= s)))
+                .count() as u32;
+            let has_errors = self
+                .state
+                .get("errors")
+                .and_then(Value::as_array)
+                .is_some_and(|e| !e.is_empty());
+            if node.skip_if_errors && has_errors {
+                let reason = "skipped because an earlier node failed (skip_if_errors)".to_owned();
+                owed.push(skip_record(run, node, attempt, &self.state, &reason));
+                note_skip(&mut self.state, &node.id, &reason, false);
+                continue;
+            }
+            return Some(NodeStart {
+                index,
+                node_id: node.id.clone(),
+                exec: NewStageExecution {
+                    pipeline_run_id: run.id,
+                    node_id: node.id.clone(),
+                    stage: node.kind.clone(),
+                    attempt,
+                    status: StageStatus::Running,
+                    idempotency_key: format!("{}:{}", run.run_id, node.id),
+                    input_snapshot: bound(&self.state),
+                },
+                failures_so_far,
+                timeout: Duration::from_secs(self.def.defaults.timeout_seconds.max(1)),
+            });
+        }
+        None
+    }
+}
+
+/// Records the start of a node's attempt if `owner` still holds the run's lease (extending it
+/// to `until`); otherwise returns the run as it is.
+fn start_node(
+    c: &mut AnyConnection,
+    pk: i64,
+    owner: &str,
+    until: NaiveDateTime,
+    node_id: &str,
+    exec: &NewStageExecution,
+) -> Result<StartResult> {
+    if !queue::renew(c, pk, owner, until)? {
+        return Ok(Err(load_run(c, pk)?));
+    }
+    // An attempt left `running` belongs to a worker that died holding the lease.
+    diesel::update(
+        stage_executions::table
+            .filter(stage_executions::pipeline_run_id.eq(pk))
+            .filter(stage_executions::node_id.eq(node_id))
+            .filter(stage_executions::status.eq(StageStatus::Running.as_str())),
+    )
+    .set((
+        stage_executions::status.eq(StageStatus::Failed.as_str()),
+        stage_executions::error_type.eq(Some("abandoned")),
+        stage_executions::error_message.eq(Some(
+            "the worker running this attempt stopped before it finished",
+        )),
+        stage_executions::error_retryable.eq(true),
+        stage_executions::completed_at.eq(Some(now())),
+    ))
+    .execute(c)?;
+    diesel::update(pipeline_runs::table.find(pk))
+        .set((
+            pipeline_runs::current_stage.eq(Some(node_id)),
+            pipeline_runs::updated_at.eq(now()),
+        ))
+        .execute(c)?;
+    store::insert_stage_execution(c, exec).map(Ok)
 }
 
 fn lease_until(d: Duration) -> NaiveDateTime {

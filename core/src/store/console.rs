@@ -176,6 +176,8 @@ pub struct AlertQuery {
     pub source: Option<String>,
     /// Only alerts whose name, description or fingerprint contains this text, in any case.
     pub text: Option<String>,
+    /// Only alerts grouped into this incident.
+    pub incident_id: Option<i64>,
 }
 
 fn alert_query(f: &AlertQuery) -> alerts::BoxedQuery<'static, Db> {
@@ -188,6 +190,9 @@ fn alert_query(f: &AlertQuery) -> alerts::BoxedQuery<'static, Db> {
     }
     if let Some(src) = given(&f.source) {
         q = q.filter(alerts::source.eq(src.to_owned()));
+    }
+    if let Some(id) = f.incident_id {
+        q = q.filter(alerts::incident_id.eq(id));
     }
     if let Some(text) = given(&f.text) {
         let p = like_pattern(text);
