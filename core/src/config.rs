@@ -515,9 +515,15 @@ mod tests {
     fn the_console_secret_key_is_read_checked_and_never_printed() {
         let key = "k".repeat(40);
         let c = load(&[("TOCSIN_SECRET_KEY", &key)]).unwrap();
-        assert_eq!(c.secret_key.as_ref().map(|k| k.expose()), Some(key.as_str()));
+        assert_eq!(
+            c.secret_key.as_ref().map(|k| k.expose()),
+            Some(key.as_str())
+        );
         assert!(!format!("{c:?}").contains(&key));
-        assert_eq!(load(&[("TOCSIN_SECRET_KEY", " ")]).unwrap().secret_key, None);
+        assert_eq!(
+            load(&[("TOCSIN_SECRET_KEY", " ")]).unwrap().secret_key,
+            None
+        );
         let err = load(&[("TOCSIN_SECRET_KEY", "short")])
             .unwrap_err()
             .to_string();

@@ -22,7 +22,8 @@ use crate::error::{Error, Result};
 fn naive(t: DateTime<Utc>) -> chrono::NaiveDateTime {
     use chrono::Timelike;
     let n = t.naive_utc();
-    n.with_nanosecond(n.nanosecond() / 1_000 * 1_000).unwrap_or(n)
+    n.with_nanosecond(n.nanosecond() / 1_000 * 1_000)
+        .unwrap_or(n)
 }
 
 /// Clamps a caller's page size: listing endpoints never load unbounded sets.
