@@ -88,6 +88,15 @@ async fn receive_driver(
     receive(state, Some(driver), trace, headers, body).await
 }
 
+/// The answer to a webhook: the outcome with a status word, serialised in one pass.
+#[derive(serde::Serialize)]
+struct Accepted<'a> {
+    status: &'static str,
+    alerts_received: usize,
+    #[serde(flatten)]
+    outcome: &'a service::IngestOutcome,
+}
+
 fn lowercase_headers(headers: &HeaderMap) -> Headers {
     headers
         .iter()
@@ -136,17 +145,14 @@ async fn receive(
     } else {
         StatusCode::ACCEPTED
     };
-    let mut body = serde_json::to_value(&outcome).unwrap_or_else(|_| json!({}));
-    if let Some(m) = body.as_object_mut() {
-        m.insert(
-            "status".into(),
-            json!(if outcome.alerts.is_empty() {
-                "accepted_empty"
-            } else {
-                "accepted"
-            }),
-        );
-        m.insert("alerts_received".into(), json!(outcome.alerts.len()));
-    }
+    let body = Accepted {
+        status: if outcome.alerts.is_empty() {
+            "accepted_empty"
+        } else {
+            "accepted"
+        },
+        alerts_received: outcome.alerts.len(),
+        outcome: &outcome,
+    };
     Ok((status, Json(body)).into_response())
 }

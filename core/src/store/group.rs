@@ -14,6 +14,7 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::mpsc;
+use std::time::Duration;
 
 use diesel::connection::{AnsiTransactionManager, Connection, TransactionManager};
 use tokio::sync::oneshot;
@@ -38,18 +39,32 @@ pub(super) type Connect = Box<dyn Fn() -> Result<AnyConnection> + Send>;
 #[derive(Debug)]
 pub(super) struct GroupWriter {
     jobs: mpsc::Sender<Job>,
+    /// Dropped with the writer, which stops the checkpointer.
+    _checkpoints: Option<mpsc::Sender<()>>,
 }
 
+/// How often the checkpointer copies the SQLite write-ahead log back into the database.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
+
 impl GroupWriter {
-    /// Starts the writer thread with its own connection.
+    /// Starts the writer thread with its own connection. On SQLite the writer's connections must
+    /// come with automatic checkpoints off (`PRAGMA wal_autocheckpoint = 0`): a thread of its own
+    /// checkpoints beside it, so the writer never stops for a checkpoint's copy and `fsync`.
     pub(super) fn start(connect: Connect) -> Result<Self> {
         let conn = connect()?;
+        let checkpoints = match conn {
+            AnyConnection::Sqlite(_) => Some(start_checkpointer(connect()?)?),
+            AnyConnection::Postgres(_) => None,
+        };
         let (tx, rx) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("tocsin-writer".into())
             .spawn(move || writer_loop(conn, connect, rx))
             .map_err(|e| Error::internal(format!("cannot start the writer thread: {e}")))?;
-        Ok(Self { jobs: tx })
+        Ok(Self {
+            jobs: tx,
+            _checkpoints: checkpoints,
+        })
     }
 
     /// Runs `f` in the next group transaction; resolves once that transaction committed (or with
@@ -191,4 +206,23 @@ fn commit(conn: &mut AnyConnection) -> diesel::QueryResult<()> {
 
 fn rollback(conn: &mut AnyConnection) -> diesel::QueryResult<()> {
     <AnyConnection as Connection>::TransactionManager::rollback_transaction(conn)
+}
+
+/// Runs a passive checkpoint every [`CHECKPOINT_EVERY`] until the returned sender is dropped. A
+/// passive checkpoint never blocks the writer or readers; frames a reader still needs are copied by
+/// a later one.
+fn start_checkpointer(mut conn: AnyConnection) -> Result<mpsc::Sender<()>> {
+    use diesel::connection::SimpleConnection;
+    let (tx, rx) = mpsc::channel::<()>();
+    std::thread::Builder::new()
+        .name("tocsin-checkpoint".into())
+        .spawn(move || {
+            while let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(CHECKPOINT_EVERY) {
+                if let Err(e) = conn.batch_execute("PRAGMA wal_checkpoint(PASSIVE)") {
+                    tracing::warn!(error = %e, "A WAL checkpoint failed; the next one will retry.");
+                }
+            }
+        })
+        .map_err(|e| Error::internal(format!("cannot start the checkpoint thread: {e}")))?;
+    Ok(tx)
 }

@@ -220,9 +220,14 @@ impl Store {
             let writer = tokio::task::spawn_blocking(move || {
                 let manager = Manager { url: writer_url };
                 group::GroupWriter::start(Box::new(move || {
-                    manager
+                    let mut conn = manager
                         .connect()
-                        .map_err(|e| Error::storage(format!("cannot connect to {shown}: {e}")))
+                        .map_err(|e| Error::storage(format!("cannot connect to {shown}: {e}")))?;
+                    if let AnyConnection::Sqlite(c) = &mut conn {
+                        // The writer's own checkpoint thread does this (see `group`).
+                        c.batch_execute("PRAGMA wal_autocheckpoint = 0")?;
+                    }
+                    Ok(conn)
                 }))
             })
             .await
