@@ -139,7 +139,8 @@ async fn send_until(addr: String, sender: usize, stop: Arc<AtomicBool>) -> Vec<S
         let body = serde_json::to_vec(&webhook(&fingerprint)).unwrap();
         match request(&addr, "POST", "/alerts/webhook/alertmanager/", &body).await {
             Some(code) if (200..300).contains(&code) => acknowledged.push(fingerprint),
-            Some(code) => panic!("alert {fingerprint} refused with HTTP {code}"),
+            // Refused (shed under load, say): not acknowledged, so nothing is owed for it.
+            Some(_) => {}
             // The server is gone (killed): this sender is done.
             None => break,
         }
