@@ -656,7 +656,7 @@ impl Engine {
                         }
                         set_incident(c, pk, &snap)
                     }));
-                    tracing::info!(node = %node.id, duration_ms = ms, "Node succeeded.");
+                    tracing::debug!(node = %node.id, duration_ms = ms, "Node succeeded.");
                 }
                 Err(err) => {
                     let exec_id = started.id;
@@ -737,7 +737,13 @@ impl Engine {
                 load_run(c, pk)
             })
             .await?;
-        tracing::info!(status = %done.status, "Pipeline run finished.");
+        // Debug when it went well: at thousands of runs a second a line each is a real cost, and
+        // every run is recorded; a failed run stays visible at the default level.
+        if done.status == PipelineStatus::Failed {
+            tracing::warn!(status = %done.status, error = ?done.last_error_message, "Pipeline run failed.");
+        } else {
+            tracing::debug!(status = %done.status, "Pipeline run finished.");
+        }
         Ok(done)
     }
 
