@@ -1,12 +1,12 @@
-//! Group commit: every write transaction of a process goes through one writer thread, which runs
-//! the writes waiting at that moment in one database transaction, each in its own savepoint, and
-//! answers them only after that transaction committed.
+//! Group commit (SQLite): every write transaction of a process goes through one writer thread,
+//! which runs the writes waiting at that moment in one database transaction, each in its own
+//! savepoint, and answers them only after that transaction committed.
 //!
 //! # Why
-//! A database commits one transaction at a time per writer (SQLite has exactly one writer; on
-//! PostgreSQL each commit waits for its WAL flush). When many requests write at once, one commit
-//! for all of them costs about what one commit for one costs, so throughput grows with load
-//! instead of requests queueing on a lock. A write still sees its own savepoint: one that fails
+//! SQLite has exactly one writer at a time, and each commit writes every page it changed to the
+//! log. When many requests write at once, one commit for all of them costs about what one commit
+//! for one costs, so throughput grows with load instead of requests queueing on a lock (and the
+//! pages many writes share, such as the ends of the indexes, are written once). A write still sees its own savepoint: one that fails
 //! rolls back alone, and its caller gets its own error while the others commit.
 //!
 //! Nothing is acknowledged before it is durable: a caller's result is delivered after `COMMIT`
@@ -47,9 +47,11 @@ pub(super) struct GroupWriter {
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 
 impl GroupWriter {
-    /// Starts the writer thread with its own connection. On SQLite the writer's connections must
-    /// come with automatic checkpoints off (`PRAGMA wal_autocheckpoint = 0`): a thread of its own
-    /// checkpoints beside it, so the writer never stops for a checkpoint's copy and `fsync`.
+    /// Starts the writer thread with its own connection. On SQLite a thread of its own runs
+    /// passive checkpoints beside it, so most of the log is copied back while the writer goes on;
+    /// the writer's automatic checkpoint (every 1000 pages) then finds little left to copy, and
+    /// completes, which lets the next transaction start the log over: a passive checkpoint alone
+    /// never catches up with a busy writer, and the log would grow without bound.
     pub(super) fn start(connect: Connect) -> Result<Self> {
         let conn = connect()?;
         let checkpoints = match conn {
