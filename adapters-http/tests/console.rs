@@ -634,7 +634,7 @@ const TINY: &str = r#"{"version": "1", "description": "tiny", "nodes": [{"id": "
 async fn definitions_are_validated_saved_toggled_and_executed() {
     let app = app().await;
     let session = login(&app).await;
-    let bad = r#"{"version": "1", "nodes": [{"id": "a", "type": "nope", "next": "ghost"}, {"id": "<b>", "type": "transform"}]}"#;
+    let bad = r#"{"version": "1", "nodes": [{"id": "a", "type": "nope", "next": ["ghost", "fine"]}, {"id": "<b>", "type": "transform"}, {"id": "fine", "type": "transform", "config": {"mapping": {"n": "payload.n"}}}]}"#;
     let res = act(
         &app,
         &session,
@@ -652,6 +652,30 @@ async fn definitions_are_validated_saved_toggled_and_executed() {
         res.body
     );
     assert!(res.body.contains("ghost") && res.body.contains("unknown type"));
+    // Each problem sits in its own node's item of the outline beside the editor.
+    let item = |id: &str| {
+        let start = res
+            .body
+            .find(&format!(r#"<li class="definition-node" data-node="{id}""#))
+            .unwrap_or_else(|| panic!("no outline item for {id:?}: {}", res.body));
+        let rest = &res.body[start..];
+        let end = rest[1..]
+            .find(r#"<li class="definition-node""#)
+            .map_or(rest.len(), |e| e + 1);
+        rest[..end].to_owned()
+    };
+    let a = item("a");
+    assert!(a.contains(r#"data-status="error""#), "{a}");
+    assert!(
+        a.contains(r#"<li class="definition-error" data-node="a">"#)
+            && a.contains("ghost")
+            && a.contains("unknown type"),
+        "{a}"
+    );
+    let fine = item("fine");
+    assert!(fine.contains(r#"data-status="ok""#), "{fine}");
+    assert!(!fine.contains("definition-error"), "{fine}");
+    assert!(item("&lt;b&gt;").contains(r#"data-status="error""#));
     assert!(!res.body.contains("<b>"), "node ids are escaped");
     assert!(
         res.body.contains("&quot;nope&quot;"),
@@ -671,6 +695,10 @@ async fn definitions_are_validated_saved_toggled_and_executed() {
         res.body.contains("malformed JSON at line 2"),
         "{}",
         res.body
+    );
+    assert!(
+        !res.body.contains("id=\"definition-nodes\""),
+        "no outline of JSON that does not parse"
     );
     let res = act(
         &app,

@@ -377,24 +377,28 @@ async fn operator_flow(b: Arc<Browser>, base: String, dir: PathBuf) {
         .await
         .unwrap();
     let problem = b
-        .wait_text(
-            "#definition-errors li.definition-error[data-node=\"shape\"]",
-            WAIT,
-            |_| true,
-        )
+        .wait_text("li.definition-error[data-node=\"shape\"]", WAIT, |_| true)
         .await
         .unwrap();
     assert!(problem.contains("notifyy"), "{problem}");
+    // The problem sits inside its node's item of the outline beside the editor.
+    let shape = b
+        .find("#definition-nodes li.definition-node[data-node=\"shape\"]")
+        .await
+        .unwrap();
+    assert_eq!(
+        shape.attr("data-status").await.unwrap().as_deref(),
+        Some("error")
+    );
+    let beside = shape
+        .find_all("li.definition-error[data-node=\"shape\"]")
+        .await
+        .unwrap();
+    assert_eq!(beside.len(), 1);
+    assert!(beside[0].text().await.unwrap().contains("notifyy"));
     // Every problem is listed at once: `notify` is now unreachable too.
     let mut nodes = Vec::new();
-    for li in b
-        .find("#definition-errors")
-        .await
-        .unwrap()
-        .find_all("li.definition-error")
-        .await
-        .unwrap()
-    {
+    for li in b.find_all("li.definition-error").await.unwrap() {
         nodes.push(li.attr("data-node").await.unwrap().unwrap_or_default());
     }
     assert!(nodes.iter().any(|n| n == "notify"), "{nodes:?}");

@@ -6,6 +6,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
+use serde::Serialize;
 use serde_json::{Value, json};
 use tocsin_core::engine::{self, Problem};
 use tocsin_core::store;
@@ -79,12 +80,71 @@ struct FormPage<'a> {
     is_new: bool,
     builtin: bool,
     text: &'a str,
+    /// The parsed document, when the text is JSON: the outline beside the editor is drawn from it.
+    doc: Option<&'a Value>,
     errors: &'a [Problem],
     stored: Option<Value>,
     flash: Option<&'a String>,
 }
 
+/// One node of the outline beside the editor, with the problems that concern it.
+#[derive(Debug, Serialize)]
+struct OutlineNode<'a> {
+    id: String,
+    kind: String,
+    next: String,
+    errors: Vec<&'a str>,
+}
+
+/// A field of a node as the outline shows it: a string as it is, anything else as JSON.
+fn shown(v: Option<&Value>) -> String {
+    match v {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(a)) if a.iter().all(Value::is_string) => a
+            .iter()
+            .filter_map(Value::as_str)
+            .collect::<Vec<_>>()
+            .join(", "),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// Splits the problems between the nodes of `doc` (in their order) and the general ones. A problem
+/// naming a node the outline does not show (or any problem, when there is no `nodes` array to
+/// outline) is general. With duplicate ids, a problem goes to the first node with that id.
+fn outline<'a>(
+    doc: Option<&Value>,
+    problems: &'a [Problem],
+) -> (Option<Vec<OutlineNode<'a>>>, Vec<&'a Problem>) {
+    let Some(nodes) = doc.and_then(|d| d.get("nodes")).and_then(Value::as_array) else {
+        return (None, problems.iter().collect());
+    };
+    let mut outline: Vec<OutlineNode<'a>> = nodes
+        .iter()
+        .map(|n| OutlineNode {
+            id: shown(n.get("id")),
+            kind: shown(n.get("type")),
+            next: shown(n.get("next")),
+            errors: Vec::new(),
+        })
+        .collect();
+    let mut general = Vec::new();
+    for p in problems {
+        let node = p
+            .node
+            .as_deref()
+            .and_then(|id| outline.iter_mut().find(|n| !id.is_empty() && n.id == id));
+        match node {
+            Some(n) => n.errors.push(&p.message),
+            None => general.push(p),
+        }
+    }
+    (Some(outline), general)
+}
+
 fn form_page(session: &Session, status: StatusCode, f: FormPage<'_>) -> Response {
+    let (nodes, general) = outline(f.doc, f.errors);
     render(
         status,
         "definition.html",
@@ -97,6 +157,8 @@ fn form_page(session: &Session, status: StatusCode, f: FormPage<'_>) -> Response
             "builtin": f.builtin,
             "text": f.text,
             "errors": f.errors,
+            "general_errors": general,
+            "nodes": nodes,
             "stored": f.stored,
             "sample_payload": SAMPLE_PAYLOAD,
         }),
@@ -105,6 +167,7 @@ fn form_page(session: &Session, status: StatusCode, f: FormPage<'_>) -> Response
 
 /// `GET /admin/definitions/new`.
 pub(crate) async fn new_form(Extension(session): Extension<Session>) -> Response {
+    let doc: Option<Value> = serde_json::from_str(NEW_TEMPLATE).ok();
     form_page(
         &session,
         StatusCode::OK,
@@ -113,6 +176,7 @@ pub(crate) async fn new_form(Extension(session): Extension<Session>) -> Response
             is_new: true,
             builtin: false,
             text: NEW_TEMPLATE,
+            doc: doc.as_ref(),
             errors: &[],
             stored: None,
             flash: None,
@@ -130,6 +194,7 @@ pub(crate) async fn edit(
     let p = params(query)?;
     if let Some(def) = orchestration::builtin_definition(&name) {
         let text = serde_json::to_string_pretty(&def).unwrap_or_default();
+        let doc = serde_json::to_value(&def).ok();
         return Ok(form_page(
             &session,
             StatusCode::OK,
@@ -138,6 +203,7 @@ pub(crate) async fn edit(
                 is_new: false,
                 builtin: true,
                 text: &text,
+                doc: doc.as_ref(),
                 errors: &[],
                 stored: None,
                 flash: p.get("flash"),
@@ -165,6 +231,7 @@ pub(crate) async fn edit(
             is_new: false,
             builtin: false,
             text: &text,
+            doc: Some(&doc),
             errors: &[],
             stored: Some(json!(d)),
             flash: p.get("flash"),
@@ -187,7 +254,7 @@ async fn submit(
     text: String,
     is_new: bool,
 ) -> Response {
-    let again = |problems: Vec<Problem>, name: &str| {
+    let again = |problems: Vec<Problem>, name: &str, doc: Option<&Value>| {
         form_page(
             session,
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -196,6 +263,7 @@ async fn submit(
                 is_new,
                 builtin: false,
                 text: &text,
+                doc,
                 errors: &problems,
                 stored: None,
                 flash: None,
@@ -212,6 +280,7 @@ async fn submit(
                     e.column()
                 ))],
                 &name,
+                None,
             );
         }
     };
@@ -236,17 +305,20 @@ async fn submit(
                     "a definition named {name:?} already exists; edit it instead"
                 ))],
                 &name,
+                Some(&doc),
             );
         }
     }
+    // The outline is drawn from the text as submitted, so keep a copy for the error page.
+    let shown = doc.clone();
     match orchestration::save_definition(state, name.clone(), doc).await {
         Ok(d) => back(
             &format!("/admin/definitions/{}", d.name),
             if is_new { "created" } else { "saved" },
         ),
-        Err(SaveError::Invalid(problems)) => again(problems, &name),
+        Err(SaveError::Invalid(problems)) => again(problems, &name, Some(&shown)),
         Err(SaveError::Other(e)) if e.status.is_client_error() => {
-            again(vec![general(e.message)], &name)
+            again(vec![general(e.message)], &name, Some(&shown))
         }
         Err(SaveError::Other(e)) => ConsoleError::from(e).into_response(),
     }
