@@ -202,9 +202,19 @@ impl Store {
             // One direct attempt first: r2d2 would retry silently until its timeout and then report
             // only "timed out", while the backend's own message says what is wrong.
             let first = manager.connect()?;
-            let pool = Pool::builder()
+            let builder = if in_memory {
+                // The database lives in its one connection: never close it for idleness or age.
+                Pool::builder().idle_timeout(None).max_lifetime(None)
+            } else {
+                Pool::builder()
+            };
+            let pool = builder
                 .max_size(size)
-                .min_idle(Some(1))
+                // No idle minimum: r2d2 keeps one by opening a replacement on its own thread
+                // whenever a connection is checked out, and a process that exits while libpq is
+                // connecting there crashes in libc (seen: SIGSEGV in `r2d2-worker-0` as a CLI
+                // command returned). Connections are opened when asked for and kept once returned.
+                .min_idle(Some(0))
                 .connection_timeout(Duration::from_secs(10))
                 .build_unchecked(manager);
             drop(first);
