@@ -94,6 +94,120 @@ async fn the_same_source_and_fingerprint_is_a_conflict_and_the_transaction_write
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_commit_and_a_failing_one_rolls_back_alone() {
+    for db in testing::all().await {
+        db.store
+            .write(|c| store::insert_alert(c, &alert("dup", None)))
+            .await
+            .unwrap();
+        // Sent together, so that on SQLite they share group transactions (each in a savepoint).
+        let mut writes = tokio::task::JoinSet::new();
+        for i in 0..40 {
+            let s = db.store.clone();
+            writes.spawn(async move {
+                let fp = if i % 5 == 0 {
+                    "dup".to_owned()
+                } else {
+                    format!("fp-{i}")
+                };
+                let r = s
+                    .write(move |c| {
+                        let inc =
+                            store::insert_incident(c, &incident(&format!("I{i}"), Severity::Info))?;
+                        store::insert_alert(c, &alert(&fp, Some(inc.id)))
+                    })
+                    .await;
+                (i, r)
+            });
+        }
+        let mut failed = 0;
+        while let Some(done) = writes.join_next().await {
+            let (i, r) = done.unwrap();
+            if i % 5 == 0 {
+                assert_eq!(r.unwrap_err().kind(), ErrorKind::Conflict, "{}", db.label);
+                failed += 1;
+            } else {
+                assert_eq!(r.unwrap().fingerprint, format!("fp-{i}"), "{}", db.label);
+            }
+        }
+        assert_eq!(failed, 8);
+        let (alerts, incidents) = db
+            .store
+            .run(|c| {
+                let a = store::list_alerts(
+                    c,
+                    &store::AlertFilter {
+                        limit: 500,
+                        ..Default::default()
+                    },
+                )?;
+                let i = store::list_incidents(
+                    c,
+                    &store::IncidentFilter {
+                        limit: 500,
+                        ..Default::default()
+                    },
+                )?;
+                Ok((a, i))
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            alerts.len(),
+            33,
+            "{}: 32 new alerts and the first dup",
+            db.label
+        );
+        // A failed write's incident was rolled back with it; every committed alert has its own.
+        assert_eq!(incidents.len(), 32, "{}", db.label);
+        for a in alerts.iter().filter(|a| a.fingerprint != "dup") {
+            let inc = incidents
+                .iter()
+                .find(|i| Some(i.id) == a.incident_id)
+                .unwrap();
+            assert_eq!(
+                inc.title,
+                format!("I{}", &a.fingerprint[3..]),
+                "{}",
+                db.label
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_panicking_write_fails_alone_and_writes_go_on() {
+    for db in testing::all().await {
+        let err = db
+            .store
+            .write(|c| -> tocsin_core::Result<()> {
+                store::insert_incident(c, &incident("Half", Severity::Info))?;
+                panic!("a bug in a write");
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Internal, "{}: {err}", db.label);
+        let inc = db
+            .store
+            .write(|c| store::insert_incident(c, &incident("After", Severity::Info)))
+            .await
+            .unwrap();
+        let all = db
+            .store
+            .run(|c| store::list_incidents(c, &Default::default()))
+            .await
+            .unwrap();
+        assert_eq!(
+            all.len(),
+            1,
+            "{}: the panicked write left its incident behind",
+            db.label
+        );
+        assert_eq!(all[0].id, inc.id);
+    }
+}
+
 #[tokio::test]
 async fn incident_transitions_are_stamped_and_recorded() {
     for db in testing::all().await {

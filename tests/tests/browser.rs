@@ -103,7 +103,13 @@ impl BrowserError {
 
     /// Whether the element reference went stale (the page changed under it).
     pub fn is_stale(&self) -> bool {
-        matches!(self, Self::WebDriver { error, .. } if error == "stale element reference")
+        // While a page is being replaced, chromedriver reports a node of the old document either as
+        // stale or, depending on timing, as an inspector error about the node or its context.
+        matches!(self, Self::WebDriver { error, message, .. }
+            if error == "stale element reference"
+                || message.contains("does not belong to the document")
+                || message.contains("Cannot find context with specified id")
+                || message.contains("Execution context was destroyed"))
     }
 }
 
@@ -422,7 +428,7 @@ impl Browser {
         loop {
             match self.find(css).await {
                 Ok(e) => return Ok(e),
-                Err(e) if e.is_no_such_element() => {}
+                Err(e) if e.is_no_such_element() || e.is_stale() => {}
                 Err(e) => return Err(e),
             }
             if start.elapsed() > timeout {
@@ -454,7 +460,7 @@ impl Browser {
                     Err(e) if e.is_stale() || e.is_no_such_element() => None,
                     Err(e) => return Err(e),
                 },
-                Err(e) if e.is_no_such_element() => None,
+                Err(e) if e.is_no_such_element() || e.is_stale() => None,
                 Err(e) => return Err(e),
             };
             if let Some(t) = text {

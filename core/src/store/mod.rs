@@ -155,8 +155,24 @@ impl ManageConnection for Manager {
             .map_err(|e| ConnectError(e.to_string()))
     }
 
-    fn has_broken(&self, _conn: &mut AnyConnection) -> bool {
-        false
+    /// Called as a connection goes back to the pool. A write that panicked leaves its transaction
+    /// open (diesel does not roll back on unwind): roll it back here, or drop the connection, so
+    /// that the next user does not write into it.
+    fn has_broken(&self, conn: &mut AnyConnection) -> bool {
+        use diesel::connection::TransactionManager;
+        type Tm = <AnyConnection as Connection>::TransactionManager;
+        for _ in 0..8 {
+            match Tm::transaction_manager_status_mut(conn).transaction_depth() {
+                Ok(None) => return false,
+                Ok(Some(_)) => {
+                    if Tm::rollback_transaction(conn).is_err() {
+                        return true;
+                    }
+                }
+                Err(_) => return true,
+            }
+        }
+        true
     }
 }
 
