@@ -10,8 +10,8 @@ use tocsin_core::store::{self, console::AlertQuery};
 
 use super::form::param;
 use super::{
-    ConsoleError, Page, Params, Session, enum_param, page_number, page_request, pager, params,
-    pretty, render,
+    ConsoleError, Page, Params, Session, enum_param, incident_param, page_number, page_request,
+    pager, params, pretty, render,
 };
 use crate::AppState;
 
@@ -26,13 +26,7 @@ pub(crate) async fn list(
     let severity = enum_param::<Severity>(&p, "severity")?;
     let (source, q) = (param(&p, "source"), param(&p, "q"));
     let incident = param(&p, "incident");
-    let incident_id = if incident.is_empty() {
-        None
-    } else {
-        Some(incident.parse::<i64>().map_err(|_| {
-            ConsoleError::bad_request(format!("incident must be an incident id, got {incident:?}"))
-        })?)
-    };
+    let incident_id = incident_param(&p)?;
     let page = page_number(&p)?;
     let filter = AlertQuery {
         status,

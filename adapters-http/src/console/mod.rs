@@ -155,6 +155,17 @@ where
         .map_err(|e| ConsoleError::bad_request(format!("{name}: {}", e.message())))
 }
 
+/// An optional incident id filter (`incident=12`), or a 400 page naming the parameter.
+pub(crate) fn incident_param(p: &Params) -> Result<Option<i64>, ConsoleError> {
+    let raw = form::param(p, "incident");
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    raw.parse::<i64>().map(Some).map_err(|_| {
+        ConsoleError::bad_request(format!("incident must be an incident id, got {raw:?}"))
+    })
+}
+
 /// Where a list page sits among all the pages of its filter, and the links to its neighbours.
 #[derive(Debug, serde::Serialize)]
 pub(crate) struct Pager {

@@ -11,8 +11,8 @@ use tocsin_core::store::{self, console::RunQuery};
 
 use super::form::param;
 use super::{
-    ConsoleError, Page, Params, Session, back, enum_param, page_number, page_request, pager,
-    params, pretty, render,
+    ConsoleError, Page, Params, Session, back, enum_param, incident_param, page_number,
+    page_request, pager, params, pretty, render,
 };
 use crate::AppState;
 
@@ -27,13 +27,7 @@ pub(crate) async fn list(
     let status = enum_param::<PipelineStatus>(&p, "status")?;
     let definition = param(&p, "definition");
     let incident = param(&p, "incident");
-    let incident_id = if incident.is_empty() {
-        None
-    } else {
-        Some(incident.parse::<i64>().map_err(|_| {
-            ConsoleError::bad_request(format!("incident must be an incident id, got {incident:?}"))
-        })?)
-    };
+    let incident_id = incident_param(&p)?;
     let page = page_number(&p)?;
     let filter = RunQuery {
         status,
