@@ -26,9 +26,16 @@ use crate::error::{Error, Result};
 /// much one failed commit takes down.
 const MAX_GROUP: usize = 256;
 
-/// One write: runs in the group's transaction (in a savepoint when it shares it: the flag), returns
-/// whether it succeeded and what to do once the commit's fate is known.
-type Job = Box<dyn FnOnce(&mut AnyConnection, bool) -> (bool, Finish) + Send>;
+/// What the writer does with a write: run it in the group's transaction (in a savepoint when it
+/// shares it: the flag), or fail it unrun with the group's error.
+enum Step<'a> {
+    Run(&'a mut AnyConnection, bool),
+    Abort(&'a Error),
+}
+
+/// One write. Run, it returns whether it succeeded and what to do once the commit's fate is known;
+/// aborted, it answers its caller with the error and returns nothing.
+type Job = Box<dyn FnOnce(Step<'_>) -> Option<(bool, Finish)> + Send>;
 /// Delivers a write's result, given the group commit's outcome.
 type Finish = Box<dyn FnOnce(std::result::Result<(), &Error>) + Send>;
 
@@ -78,13 +85,20 @@ impl GroupWriter {
     {
         let (reply, answer) = oneshot::channel::<Result<T>>();
         let span = tracing::Span::current();
-        let job: Job = Box::new(move |conn, shared| {
+        let job: Job = Box::new(move |step| {
+            let (conn, shared) = match step {
+                Step::Run(conn, shared) => (conn, shared),
+                Step::Abort(e) => {
+                    let _ = reply.send(Err(e.clone()));
+                    return None;
+                }
+            };
             let _entered = span.enter();
             // Nested in the group's transaction, diesel runs this in a savepoint. Alone in it, the
             // transaction is its own: the writer rolls it back if this fails.
             let result = if shared { conn.transaction(f) } else { f(conn) };
             let ok = result.is_ok();
-            (
+            Some((
                 ok,
                 Box::new(move |committed| {
                     let result = match committed {
@@ -95,14 +109,14 @@ impl GroupWriter {
                     // The caller may have gone away (its request was cancelled): nothing to tell.
                     let _ = reply.send(result);
                 }),
-            )
+            ))
         });
         self.jobs
             .send(job)
             .map_err(|_| Error::internal("the database writer thread has stopped"))?;
         answer.await.map_err(|_| {
             Error::internal(
-                "the database writer dropped a write (a write panicked or the writer stopped)",
+                "the database writer dropped a write (it panicked, or the writer stopped)",
             )
         })?
     }
@@ -136,9 +150,8 @@ fn run_group(conn: &mut AnyConnection, jobs: Vec<Job>) -> bool {
     if let Err(e) = begin(conn) {
         let e = Error::from(e);
         tracing::error!(error = %e, "Cannot begin a write transaction.");
-        // The jobs are dropped unrun: their callers see the writer's error.
         for job in jobs {
-            drop(job);
+            job(Step::Abort(&e));
         }
         return false;
     }
@@ -146,8 +159,9 @@ fn run_group(conn: &mut AnyConnection, jobs: Vec<Job>) -> bool {
     let mut all_ok = true;
     let mut finishers: Vec<Finish> = Vec::with_capacity(size);
     for job in jobs {
-        match std::panic::catch_unwind(AssertUnwindSafe(|| job(conn, shared))) {
-            Ok((ok, finish)) => {
+        match std::panic::catch_unwind(AssertUnwindSafe(|| job(Step::Run(conn, shared)))) {
+            Ok(None) => {}
+            Ok(Some((ok, finish))) => {
                 all_ok &= ok;
                 finishers.push(finish);
             }

@@ -191,7 +191,7 @@ enum Writes {
     Grouped(Arc<group::GroupWriter>),
     /// On a pooled connection: one at a time for an in-memory SQLite database (it lives in its
     /// one pooled connection, which a writer thread cannot share), concurrently on PostgreSQL.
-    Serialised(Option<Arc<Mutex<()>>>),
+    Pooled(Option<Arc<Mutex<()>>>),
 }
 
 impl std::fmt::Debug for Store {
@@ -240,12 +240,12 @@ impl Store {
         .map_err(|e| Error::internal(format!("connection task failed: {e}")))?
         .map_err(|e| Error::storage(format!("cannot connect to {shown}: {e}")))?;
         let writes = if in_memory {
-            Writes::Serialised(Some(Arc::new(Mutex::new(()))))
+            Writes::Pooled(Some(Arc::new(Mutex::new(()))))
         } else if backend == Backend::Postgres {
             // PostgreSQL takes concurrent writers and already shares one WAL flush among the
             // commits of the moment; funnelling them through one connection would only add a
             // round trip per savepoint and lose that concurrency (measured: half the rate).
-            Writes::Serialised(None)
+            Writes::Pooled(None)
         } else {
             let shown = shown.clone();
             let writer = tokio::task::spawn_blocking(move || {
@@ -336,7 +336,7 @@ impl Store {
     {
         match &self.writes {
             Writes::Grouped(writer) => writer.write(f).await,
-            Writes::Serialised(lock) => {
+            Writes::Pooled(lock) => {
                 let lock = lock.clone();
                 self.run(move |conn| {
                     // A poisoned lock only means another writer panicked; the database is intact.
