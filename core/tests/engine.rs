@@ -518,3 +518,86 @@ async fn workers_stop_when_their_shutdown_sender_is_dropped_instead_of_spinning(
             .unwrap();
     }
 }
+
+#[tokio::test]
+async fn a_run_queued_in_a_write_starts_here_once_it_commits_and_never_if_it_rolls_back() {
+    for db in testing::all().await {
+        // Workers that would not look at the queue again within the test: only a start after
+        // the commit can execute these runs.
+        let e = engine(&db).with_poll_interval(Duration::from_secs(3600));
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let handles = e.spawn_workers(1, rx);
+        // Let the workers' first look at the (empty) queue pass.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let d = def(json!({"version": "1", "nodes": [{"id": "only", "type": "test"}]}));
+
+        let (e1, s1) = (e.clone(), submit(d.clone()));
+        let rolled_back = db
+            .store
+            .write(move |c| {
+                let run = tocsin_core::engine::enqueue_in(c, e1.tocsin(), &s1)?;
+                assert!(e1.start_after_commit(c, &run)?, "workers have room");
+                Err::<(), _>(Error::invalid_input(run.run_id))
+            })
+            .await
+            .unwrap_err()
+            .message()
+            .to_owned();
+
+        let (e2, s2) = (e.clone(), submit(d.clone()));
+        let id = db
+            .store
+            .write(move |c| {
+                let run = tocsin_core::engine::enqueue_in(c, e2.tocsin(), &s2)?;
+                assert!(e2.start_after_commit(c, &run)?);
+                Ok(run.run_id)
+            })
+            .await
+            .unwrap();
+
+        // Outside a write (here a read) nothing is claimed: the run stays queued for a worker.
+        let (e3, s3) = (e.clone(), submit(d.clone()));
+        let queued = e.submit(s3).await.unwrap();
+        let q = queued.clone();
+        let claimed = db
+            .store
+            .run(move |c| e3.start_after_commit(c, &q))
+            .await
+            .unwrap();
+        assert!(!claimed, "{}", db.label);
+
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let i = id.clone();
+            let run = db
+                .store
+                .run(move |c| store::get_pipeline_run(c, &i))
+                .await
+                .unwrap();
+            if run.completed_at.is_some() {
+                assert_eq!(run.status, PipelineStatus::Notified, "{}", db.label);
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{}: the committed run never ran ({:?})",
+                db.label,
+                run.status
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(count(&id, "only"), 1, "{}", db.label);
+        assert_eq!(count(&rolled_back, "only"), 0, "{}", db.label);
+        let rb = rolled_back.clone();
+        let gone = db
+            .store
+            .run(move |c| store::get_pipeline_run(c, &rb))
+            .await
+            .unwrap_err();
+        assert_eq!(gone.kind(), ErrorKind::NotFound, "{}", db.label);
+        tx.send(true).unwrap();
+        for h in handles {
+            h.await.unwrap();
+        }
+    }
+}

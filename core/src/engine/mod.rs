@@ -18,6 +18,7 @@
 #[cfg(feature = "redis-broker")]
 pub mod broker;
 pub mod definition;
+mod local;
 pub mod queue;
 pub mod transform;
 
@@ -44,8 +45,11 @@ use crate::store::{self, AnyConnection, NewPipelineRun, NewStageExecution, json_
 /// Largest stored snapshot, in bytes of JSON; larger ones keep a preview.
 pub const SNAPSHOT_LIMIT: usize = 256 * 1024;
 
-/// How many runs a worker executes at once unless told otherwise.
-pub const DEFAULT_RUNS_PER_WORKER: usize = 4;
+/// How many runs a worker executes at once unless told otherwise. A run mostly waits (on the
+/// database's group commit, a channel's answer), and the writes of runs in flight share commits:
+/// with few of them the pipeline drained a few hundred runs a second while ingest queued
+/// thousands, and an alert waited seconds for its notification under load.
+pub const DEFAULT_RUNS_PER_WORKER: usize = 32;
 
 /// Built-in definition names, usable without storing anything.
 pub const BUILTIN_DEFINITIONS: &[&str] = &["default", "checks-only"];
@@ -194,6 +198,8 @@ pub struct Engine {
     poll_interval: Duration,
     lease_margin: Duration,
     runs_per_worker: usize,
+    /// Runs this process starts itself after the commit that queued them ([`local`]).
+    local: Arc<local::LocalStarts>,
     #[cfg(feature = "redis-broker")]
     broker: Option<broker::Broker>,
 }
@@ -223,6 +229,7 @@ impl Engine {
             poll_interval: Duration::from_millis(500),
             lease_margin: Duration::from_secs(30),
             runs_per_worker: DEFAULT_RUNS_PER_WORKER,
+            local: Arc::default(),
             #[cfg(feature = "redis-broker")]
             broker: None,
         }
@@ -238,9 +245,14 @@ impl Engine {
     /// Announces queued runs to the broker, if there is one. Best effort: workers also poll the
     /// database, so a run whose announcement failed is still executed.
     pub async fn announce(&self, run_ids: &[String]) {
+        // Runs this process already started (`start_after_commit`) need no worker.
+        let run_ids = self.local.not_started_here(run_ids);
+        if run_ids.is_empty() {
+            return;
+        }
         #[cfg(feature = "redis-broker")]
         if let Some(b) = &self.broker {
-            for id in run_ids {
+            for id in &run_ids {
                 if let Err(e) = b.publish(id).await {
                     tracing::warn!(run_id = %id, error = %e, "Could not announce a run on the broker; workers will find it by polling.");
                 }
@@ -288,9 +300,11 @@ impl Engine {
         &self.worker_id
     }
 
-    /// Wakes idle workers of this process (after runs were queued).
+    /// Wakes an idle worker of this process (after runs were queued). One, not all: each woken
+    /// worker runs a claim, and the one that wins claims a batch; a worker that filled its batch
+    /// wakes the next (see [`Engine::run_worker`]).
     pub fn wake(&self) {
-        self.wake.notify_waiters();
+        self.wake.notify_one();
     }
 
     /// Queues a run and wakes the workers; returns it `pending`.
@@ -380,7 +394,9 @@ impl Engine {
         let mut running = tokio::task::JoinSet::new();
         while !*shutdown.borrow() {
             let free = self.runs_per_worker.saturating_sub(running.len());
-            if free == 0 {
+            // With runs in flight, claim again once a quarter of the slots is free rather than at
+            // each run's end: one claim (a query and a commit) then starts several runs.
+            if free == 0 || (!running.is_empty() && free < self.runs_per_worker.div_ceil(4)) {
                 tokio::select! {
                     done = running.join_next() => log_finished(done),
                     changed = shutdown.changed() => if changed.is_err() { break },
@@ -388,11 +404,15 @@ impl Engine {
                 continue;
             }
             // Listening starts before the claim: a run queued while the claim found nothing
-            // wakes this worker at once instead of after a poll interval (`notify_waiters` only
-            // reaches futures that exist when it is called).
+            // wakes this worker at once instead of after a poll interval (a wake-up while no
+            // worker waits is kept for the next one that listens).
             let woken = self.wake.notified();
             match self.claim_due(free).await {
                 Ok(claims) if !claims.is_empty() => {
+                    if claims.len() == free {
+                        // A full batch: more may be due; another worker can take them meanwhile.
+                        self.wake.notify_one();
+                    }
                     for claim in claims {
                         let engine = self.clone();
                         running.spawn(async move { engine.execute(claim).await });
@@ -413,10 +433,12 @@ impl Engine {
                 changed = shutdown.changed() => if changed.is_err() { break },
             }
         }
-        // Runs already claimed are finished rather than left to their lease's expiry.
+        // Runs already claimed are finished rather than left to their lease's expiry, and so
+        // are the runs started here after their ingest.
         while let Some(done) = running.join_next().await {
             log_finished(Some(done));
         }
+        self.local.finish().await;
         tracing::info!(worker = %self.worker_id, "Pipeline worker stopped.");
     }
 
@@ -484,6 +506,9 @@ impl Engine {
         n: u32,
         shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> Vec<tokio::task::JoinHandle<()>> {
+        // As many runs again may start here right after the commit that queued them.
+        self.local
+            .enable(usize::try_from(n).unwrap_or(0) * self.runs_per_worker);
         (0..n)
             .map(|i| {
                 let mut engine = self.clone();
@@ -575,10 +600,11 @@ impl Engine {
                     let until = lease_until(step.timeout + self.lease_margin);
                     let (owner2, settled) = (owner.clone(), std::mem::take(&mut owed));
                     let (node_id, exec) = (step.node_id.clone(), step.exec.clone());
+                    let abandoned = progress.left_running(&node_id);
                     let started = store
                         .write(move |c| {
                             settle(c, settled)?;
-                            start_node(c, pk, &owner2, until, &node_id, &exec)
+                            start_node(c, pk, &owner2, until, &node_id, &exec, abandoned)
                         })
                         .await?;
                     (step, started)
@@ -715,13 +741,13 @@ impl Engine {
             .filter_map(|n| definition::status_after(&n.kind).map(|s| (n, s)))
             .find(|(n, _)| state.get("nodes").and_then(|m| m.get(&n.id)).is_some());
         let final_status = last.map(|(_, s)| s).unwrap_or(PipelineStatus::Notified);
+        // Set by the claim (which re-read the row), so no read is needed here.
+        let started_at = run.started_at;
         let done = store
             .write(move |c| {
                 settle(c, owed)?;
                 let t = now();
-                let r = load_run(c, pk)?;
-                let total = r
-                    .started_at
+                let total = started_at
                     .map(|s| (t - s.naive_utc()).num_microseconds().unwrap_or(0) as f64 / 1000.0);
                 diesel::update(pipeline_runs::table.find(pk))
                     .set((
@@ -894,7 +920,16 @@ impl Claim {
         settle(c, std::mem::take(&mut claim.owed))?;
         let owner = claim.run.lease_owner.clone().unwrap_or_default();
         let until = lease_until(step.timeout + lease_margin);
-        let started = start_node(c, claim.run.id, &owner, until, &step.node_id, &step.exec)?;
+        let abandoned = progress.left_running(&step.node_id);
+        let started = start_node(
+            c,
+            claim.run.id,
+            &owner,
+            until,
+            &step.node_id,
+            &step.exec,
+            abandoned,
+        )?;
         claim.first = Some((step, started));
         Ok(claim)
     }
@@ -920,6 +955,15 @@ struct NodeStart {
 }
 
 impl Progress {
+    /// Whether an earlier claim left an attempt of this node `running` (its worker died holding
+    /// the lease). Only attempts read at the claim count: this claim's own are settled before the
+    /// next node starts.
+    fn left_running(&self, node_id: &str) -> bool {
+        self.executions
+            .iter()
+            .any(|e| e.node_id == node_id && e.status == StageStatus::Running)
+    }
+
     fn new(
         run: &PipelineRun,
         envelope: &Envelope,
@@ -1016,7 +1060,8 @@ impl Progress {
 }
 
 /// Records the start of a node's attempt if `owner` still holds the run's lease (extending it
-/// to `until`); otherwise returns the run as it is.
+/// to `until`); otherwise returns the run as it is. `abandoned`: an earlier claim left an attempt
+/// of this node `running` (see [`Progress::left_running`]), to be marked failed.
 fn start_node(
     c: &mut AnyConnection,
     pk: i64,
@@ -1024,33 +1069,43 @@ fn start_node(
     until: NaiveDateTime,
     node_id: &str,
     exec: &NewStageExecution,
+    abandoned: bool,
 ) -> Result<StartResult> {
-    if !queue::renew(c, pk, owner, until)? {
-        return Ok(Err(load_run(c, pk)?));
-    }
-    // An attempt left `running` belongs to a worker that died holding the lease.
-    diesel::update(
-        stage_executions::table
-            .filter(stage_executions::pipeline_run_id.eq(pk))
-            .filter(stage_executions::node_id.eq(node_id))
-            .filter(stage_executions::status.eq(StageStatus::Running.as_str())),
+    // Renews the lease and names the stage in one statement; no row: the lease was lost.
+    let t = now();
+    let renewed = diesel::update(
+        pipeline_runs::table
+            .find(pk)
+            .filter(pipeline_runs::lease_owner.eq(owner)),
     )
     .set((
-        stage_executions::status.eq(StageStatus::Failed.as_str()),
-        stage_executions::error_type.eq(Some("abandoned")),
-        stage_executions::error_message.eq(Some(
-            "the worker running this attempt stopped before it finished",
-        )),
-        stage_executions::error_retryable.eq(true),
-        stage_executions::completed_at.eq(Some(now())),
+        pipeline_runs::lease_expires_at.eq(Some(until)),
+        pipeline_runs::current_stage.eq(Some(node_id)),
+        pipeline_runs::updated_at.eq(t),
     ))
     .execute(c)?;
-    diesel::update(pipeline_runs::table.find(pk))
+    if renewed != 1 {
+        return Ok(Err(load_run(c, pk)?));
+    }
+    if abandoned {
+        // An attempt left `running` belongs to a worker that died holding the lease.
+        diesel::update(
+            stage_executions::table
+                .filter(stage_executions::pipeline_run_id.eq(pk))
+                .filter(stage_executions::node_id.eq(node_id))
+                .filter(stage_executions::status.eq(StageStatus::Running.as_str())),
+        )
         .set((
-            pipeline_runs::current_stage.eq(Some(node_id)),
-            pipeline_runs::updated_at.eq(now()),
+            stage_executions::status.eq(StageStatus::Failed.as_str()),
+            stage_executions::error_type.eq(Some("abandoned")),
+            stage_executions::error_message.eq(Some(
+                "the worker running this attempt stopped before it finished",
+            )),
+            stage_executions::error_retryable.eq(true),
+            stage_executions::completed_at.eq(Some(t)),
         ))
         .execute(c)?;
+    }
     store::insert_stage_execution(c, exec).map(Ok)
 }
 
@@ -1062,7 +1117,8 @@ fn load_run(c: &mut AnyConnection, pk: i64) -> Result<PipelineRun> {
     pipeline_runs::table
         .find(pk)
         .select(pipeline_runs::all_columns)
-        .first::<store::rows::PipelineRunRow>(c)?
+        // Not `first`: its bound `LIMIT` makes SQLite prepare the statement again on every call.
+        .get_result::<store::rows::PipelineRunRow>(c)?
         .try_into()
 }
 

@@ -143,6 +143,40 @@ pub fn claim(
     Ok(load_claimed(conn, claimed)?.into_iter().next())
 }
 
+/// Claims a run that was queued in the transaction still open on `conn` (so it is `pending`, has
+/// never started, and no other worker can see it yet); `None` if it is not pending.
+pub fn claim_queued(
+    conn: &mut AnyConnection,
+    run_pk: i64,
+    owner: &str,
+    lease_until: NaiveDateTime,
+) -> Result<Option<PipelineRun>> {
+    let t = now();
+    let n = diesel::update(
+        pipeline_runs::table
+            .find(run_pk)
+            .filter(pipeline_runs::status.eq(PipelineStatus::Pending.as_str())),
+    )
+    .set((
+        pipeline_runs::status.eq(PipelineStatus::Processing.as_str()),
+        pipeline_runs::lease_owner.eq(Some(owner)),
+        pipeline_runs::lease_expires_at.eq(Some(lease_until)),
+        pipeline_runs::updated_at.eq(t),
+        pipeline_runs::attempts.eq(pipeline_runs::attempts + 1),
+        // Queued in this transaction: it has never started.
+        pipeline_runs::started_at.eq(Some(t)),
+    ))
+    .execute(conn)?;
+    if n == 0 {
+        return Ok(None);
+    }
+    let row: PipelineRunRow = pipeline_runs::table
+        .find(run_pk)
+        .select(pipeline_runs::all_columns)
+        .get_result(conn)?;
+    row.try_into().map(Some)
+}
+
 /// Claims up to `limit` due runs at once (in the order [`claim`] would take them one by one),
 /// each with its own lease owner: `owner` followed by `#` and the run's row id.
 pub fn claim_due(

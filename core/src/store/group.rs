@@ -96,13 +96,19 @@ impl GroupWriter {
             let _entered = span.enter();
             // Nested in the group's transaction, diesel runs this in a savepoint. Alone in it, the
             // transaction is its own: the writer rolls it back if this fails.
-            let result = if shared { conn.transaction(f) } else { f(conn) };
+            let (result, after) =
+                super::commit::collecting(|| if shared { conn.transaction(f) } else { f(conn) });
             let ok = result.is_ok();
             Some((
                 ok,
                 Box::new(move |committed| {
                     let result = match committed {
-                        Ok(()) => result,
+                        Ok(()) => {
+                            if result.is_ok() {
+                                after.run();
+                            }
+                            result
+                        }
                         // A write that failed on its own keeps its own error.
                         Err(e) => result.and_then(|_| Err(e.clone())),
                     };

@@ -13,6 +13,7 @@
 //! do writes on PostgreSQL, which runs concurrent transactions and groups their WAL flushes itself.
 
 pub mod checks;
+mod commit;
 pub mod console;
 mod group;
 pub mod ingest;
@@ -31,6 +32,7 @@ use diesel::prelude::*;
 use diesel::r2d2::{ManageConnection, Pool};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
+pub use commit::{after_commit, in_write};
 pub use records::*;
 
 use crate::error::{Error, Result};
@@ -328,7 +330,8 @@ impl Store {
 
     /// Runs `f` in one write transaction: all of it is committed, or none. It returns once the
     /// transaction committed, possibly together with other writes of the moment (group commit);
-    /// `f` runs on the writer thread, so it must not wait for another write.
+    /// `f` runs on the writer thread, so it must not wait for another write. Work `f` registers
+    /// with [`after_commit`] runs once the transaction committed, before this returns.
     pub async fn write<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
@@ -343,7 +346,11 @@ impl Store {
                     let _guard = lock
                         .as_ref()
                         .map(|l| l.lock().unwrap_or_else(|p| p.into_inner()));
-                    conn.transaction(|c| f(c))
+                    let (result, committed) = commit::collecting(|| conn.transaction(|c| f(c)));
+                    if result.is_ok() {
+                        committed.run();
+                    }
+                    result
                 })
                 .await
             }

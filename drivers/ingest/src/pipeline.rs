@@ -27,6 +27,17 @@ pub fn starts_run(kind: IncidentChangeKind) -> bool {
 
 /// A hook that queues runs of `definition` (`None`: the default pipeline).
 pub fn enqueue_hook(tocsin: Tocsin, definition: Option<String>) -> TxHook {
+    hook(tocsin, None, definition)
+}
+
+/// Like [`enqueue_hook`], and each run starts in this process as soon as the transaction commits
+/// when the engine's workers here have room ([`engine::Engine::start_after_commit`]); the others
+/// wait in the queue as before.
+pub fn starting_hook(engine: engine::Engine, definition: Option<String>) -> TxHook {
+    hook(engine.tocsin().clone(), Some(engine), definition)
+}
+
+fn hook(tocsin: Tocsin, engine: Option<engine::Engine>, definition: Option<String>) -> TxHook {
     Box::new(move |conn, changes: &[IncidentChange]| {
         let mut ids = Vec::new();
         for change in changes.iter().filter(|c| starts_run(c.kind)) {
@@ -44,7 +55,11 @@ pub fn enqueue_hook(tocsin: Tocsin, definition: Option<String>) -> TxHook {
                 extra,
                 ..Submit::default()
             };
-            ids.push(engine::enqueue_in(conn, &tocsin, &submit)?.run_id);
+            let run = engine::enqueue_in(conn, &tocsin, &submit)?;
+            if let Some(e) = &engine {
+                e.start_after_commit(conn, &run)?;
+            }
+            ids.push(run.run_id);
         }
         Ok(ids)
     })
@@ -54,6 +69,13 @@ pub fn enqueue_hook(tocsin: Tocsin, definition: Option<String>) -> TxHook {
 pub fn hook_factory(tocsin: Tocsin, definition: Option<String>) -> HookFactory {
     HookFactory(Arc::new(move || {
         enqueue_hook(tocsin.clone(), definition.clone())
+    }))
+}
+
+/// The factory of a process that runs workers: one [`starting_hook`] per request.
+pub fn starting_hook_factory(engine: engine::Engine, definition: Option<String>) -> HookFactory {
+    HookFactory(Arc::new(move || {
+        starting_hook(engine.clone(), definition.clone())
     }))
 }
 
@@ -82,7 +104,7 @@ pub async fn ingest_alerts_and_run(
     trace_id: Option<String>,
 ) -> tocsin_core::Result<crate::service::IngestOutcome> {
     let tocsin = engine.tocsin().clone();
-    let hook = enqueue_hook(tocsin.clone(), None);
+    let hook = starting_hook(engine.clone(), None);
     let outcome =
         crate::service::ingest_alerts(&tocsin, source, alerts, trace_id, Some(hook)).await?;
     dispatch(engine, &outcome.run_ids).await?;

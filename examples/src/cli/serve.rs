@@ -78,8 +78,8 @@ pub async fn run(args: ServeArgs, app: &App) -> anyhow::Result<ExitCode> {
     let engine = engine(app, tocsin.clone()).await?;
     let state = tocsin_http::AppState::new(tocsin.clone())
         .with_extension(engine.clone())
-        .with_extension(tocsin_ingest::pipeline::hook_factory(
-            tocsin.clone(),
+        .with_extension(tocsin_ingest::pipeline::starting_hook_factory(
+            engine.clone(),
             webhook_definition(),
         ))
         // Read once at start-up rather than from the environment on every webhook.

@@ -1,5 +1,6 @@
 //! Memory and CPU evidence: processes measured with sysinfo, and the recommendations built on it.
 
+use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -141,8 +142,52 @@ fn memory_priority(used_percent: f64) -> Priority {
     }
 }
 
-/// The memory recommendation: the top `top_n` processes by resident memory.
-pub fn memory(top_n: usize, reasons: &[String]) -> Result<Recommendation> {
+/// A measurement taken once for every analysis that asked while the one before it was taken.
+///
+/// An alert storm asks for the same evidence many times a second, and each measurement reads
+/// every process (twice, a window apart, for CPU), formats and redacts every command line, and
+/// holds a thread: measured per run, the evidence cost more CPU than the alerts. Measurements
+/// run one at a time; the callers that asked meanwhile wait and then share the next one. A
+/// caller is never given a sample that started before it asked, so the evidence is always
+/// measured after the alert (and a process started before the request is in it).
+struct Shared<T> {
+    last: std::sync::Mutex<Option<(Instant, Arc<T>)>>,
+}
+
+impl<T> Shared<T> {
+    const fn new() -> Self {
+        Self {
+            last: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// The first sample that started at or after `asked`, measuring it if none has.
+    fn get(&self, asked: Instant, measure: impl FnOnce() -> Result<T>) -> Result<Arc<T>> {
+        // Held while measuring: that is what makes the callers who arrive meanwhile wait.
+        let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((started, sample)) = &*last
+            && *started >= asked
+        {
+            return Ok(sample.clone());
+        }
+        let started = Instant::now();
+        let sample = Arc::new(measure()?);
+        *last = Some((started, sample.clone()));
+        Ok(sample)
+    }
+}
+
+/// Every process by resident memory, with the system's memory figures.
+struct MemorySample {
+    facts: MemoryFacts,
+    /// Largest first.
+    procs: Vec<ProcessInfo>,
+    measured_at: chrono::DateTime<chrono::Utc>,
+}
+
+static MEMORY_SAMPLES: Shared<MemorySample> = Shared::new();
+
+fn measure_memory() -> Result<MemorySample> {
     let mut sys = system()?;
     let facts = memory_facts(&mut sys);
     sys.refresh_processes_specifics(
@@ -155,7 +200,18 @@ pub fn memory(top_n: usize, reasons: &[String]) -> Result<Recommendation> {
     );
     let mut procs = processes(&sys, facts.total_bytes, false);
     procs.sort_by(|a, b| b.memory_bytes.cmp(&a.memory_bytes).then(a.pid.cmp(&b.pid)));
-    procs.truncate(top_n);
+    Ok(MemorySample {
+        facts,
+        procs,
+        measured_at: chrono::Utc::now(),
+    })
+}
+
+/// The memory recommendation: the top `top_n` processes by resident memory.
+pub fn memory(top_n: usize, reasons: &[String]) -> Result<Recommendation> {
+    let sample = MEMORY_SAMPLES.get(Instant::now(), measure_memory)?;
+    let facts = &sample.facts;
+    let procs: Vec<&ProcessInfo> = sample.procs.iter().take(top_n).collect();
     let held: u64 = procs.iter().map(|p| p.memory_bytes).sum();
     let priority = memory_priority(facts.used_percent);
     let title = match procs.first() {
@@ -233,7 +289,7 @@ pub fn memory(top_n: usize, reasons: &[String]) -> Result<Recommendation> {
             "memory": facts,
             "top_processes": procs,
             "top_processes_bytes": held,
-            "measured_at": chrono::Utc::now(),
+            "measured_at": sample.measured_at,
             "why": reasons,
         }),
         actions,
@@ -241,8 +297,20 @@ pub fn memory(top_n: usize, reasons: &[String]) -> Result<Recommendation> {
     })
 }
 
-/// The CPU recommendation: the top `top_n` processes by CPU over `window`, and load averages.
-pub fn cpu(top_n: usize, window: Duration, reasons: &[String]) -> Result<Recommendation> {
+/// CPU over one window: every process that used some, busiest first, and the system figures.
+struct CpuSample {
+    window: Duration,
+    measured_ms: u64,
+    cores: usize,
+    busy: f64,
+    load: Option<sysinfo::LoadAvg>,
+    procs: Vec<ProcessInfo>,
+    measured_at: chrono::DateTime<chrono::Utc>,
+}
+
+static CPU_SAMPLES: Shared<CpuSample> = Shared::new();
+
+fn measure_cpu(window: Duration) -> Result<CpuSample> {
     let mut sys = system()?;
     let kind = ProcessRefreshKind::nothing().with_cpu().without_tasks();
     sys.refresh_cpu_usage();
@@ -257,9 +325,6 @@ pub fn cpu(top_n: usize, window: Duration, reasons: &[String]) -> Result<Recomme
     );
     let measured_ms = start.elapsed().as_millis() as u64;
     let facts = memory_facts(&mut sys);
-    let cores = sys.cpus().len().max(1);
-    let busy = round1(f64::from(sys.global_cpu_usage()));
-    let load = System::load_average().ok();
     let mut procs: Vec<ProcessInfo> = processes(&sys, facts.total_bytes, true)
         .into_iter()
         .filter(|p| p.cpu_percent.unwrap_or(0.0) > 0.0)
@@ -270,7 +335,29 @@ pub fn cpu(top_n: usize, window: Duration, reasons: &[String]) -> Result<Recomme
             .total_cmp(&a.cpu_percent.unwrap_or(0.0))
             .then(a.pid.cmp(&b.pid))
     });
-    procs.truncate(top_n);
+    Ok(CpuSample {
+        window,
+        measured_ms,
+        cores: sys.cpus().len().max(1),
+        busy: round1(f64::from(sys.global_cpu_usage())),
+        load: System::load_average().ok(),
+        procs,
+        measured_at: chrono::Utc::now(),
+    })
+}
+
+/// The CPU recommendation: the top `top_n` processes by CPU over `window`, and load averages.
+pub fn cpu(top_n: usize, window: Duration, reasons: &[String]) -> Result<Recommendation> {
+    let asked = Instant::now();
+    let mut sample = CPU_SAMPLES.get(asked, || measure_cpu(window))?;
+    if sample.window != window {
+        // Shared with a caller that asked for another window: measure this one (the sample
+        // just taken started after `asked`, so this measures anew).
+        sample = CPU_SAMPLES.get(Instant::now(), || measure_cpu(window))?;
+    }
+    let (measured_ms, cores, busy) = (sample.measured_ms, sample.cores, sample.busy);
+    let load = sample.load.as_ref();
+    let procs: Vec<&ProcessInfo> = sample.procs.iter().take(top_n).collect();
 
     let by_busy = if busy > 90.0 {
         Priority::Critical
@@ -281,7 +368,7 @@ pub fn cpu(top_n: usize, window: Duration, reasons: &[String]) -> Result<Recomme
     } else {
         Priority::Low
     };
-    let per_core = load.as_ref().map(|l| l.one / cores as f64).unwrap_or(0.0);
+    let per_core = load.map(|l| l.one / cores as f64).unwrap_or(0.0);
     let by_load = if per_core > 2.0 {
         Priority::Critical
     } else if per_core > 1.5 {
@@ -298,7 +385,6 @@ pub fn cpu(top_n: usize, window: Duration, reasons: &[String]) -> Result<Recomme
             by_load
         };
     let load_text = load
-        .as_ref()
         .map(|l| {
             format!(
                 "load average {:.2} / {:.2} / {:.2} on {cores} cores",
@@ -350,7 +436,7 @@ pub fn cpu(top_n: usize, window: Duration, reasons: &[String]) -> Result<Recomme
     if per_core > 1.0 {
         actions.push(format!(
             "The 1-minute load ({:.2}) exceeds the {cores} cores: work is queueing. `vmstat 1 5` tells CPU-bound (r) from I/O wait (wa).",
-            load.as_ref().map(|l| l.one).unwrap_or(0.0)
+            load.map(|l| l.one).unwrap_or(0.0)
         ));
     }
     if crate::analyze::priority_rank(priority) >= crate::analyze::priority_rank(Priority::High) {
@@ -370,9 +456,9 @@ pub fn cpu(top_n: usize, window: Duration, reasons: &[String]) -> Result<Recomme
             "cpu_percent": busy,
             "cpu_count": cores,
             "window_ms": measured_ms,
-            "load_avg": load.as_ref().map(|l| json!({"one": l.one, "five": l.five, "fifteen": l.fifteen})).unwrap_or(Value::Null),
+            "load_avg": load.map(|l| json!({"one": l.one, "five": l.five, "fifteen": l.fifteen})).unwrap_or(Value::Null),
             "top_processes": procs,
-            "measured_at": chrono::Utc::now(),
+            "measured_at": sample.measured_at,
             "why": reasons,
         }),
         actions,

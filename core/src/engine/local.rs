@@ -1,0 +1,127 @@
+//! Runs started by the process that queued them, the moment the transaction that queued them
+//! commits, instead of waiting for a worker to find them.
+//!
+//! # Why
+//! A worker finds a run by a claim: a wake-up, a query over the queue and a commit of its own,
+//! before the first node can start. When the webhook that queued the run arrives at a process
+//! whose workers have room, [`Engine::start_after_commit`] claims the run inside the webhook's
+//! transaction and starts its first node there too; the store hands the claim to this process's
+//! runtime once that transaction committed ([`crate::store::after_commit`]). Nothing changes for
+//! durability: the run is stored, claimed and leased exactly as a worker would have it, so if
+//! this process dies before finishing it, the lease runs out and any worker takes it over. When
+//! the workers are full (or there are none here), the run simply stays queued.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+
+use super::{Claim, Engine, definition, lease_until, queue};
+use crate::domain::PipelineRun;
+use crate::error::Result;
+use crate::store::{self, AnyConnection};
+
+/// Announcements remembered at most: an entry outlives its run only when its announcement never
+/// came (the request was dropped), and then it only spares a worker one wake-up.
+const MAX_REMEMBERED: usize = 4096;
+
+/// The state of local starts one engine (and its clones) shares.
+#[derive(Debug)]
+pub(super) struct LocalStarts {
+    /// Runs started this way that may execute at once; none until workers start here.
+    permits: Arc<Semaphore>,
+    /// Permits ever added, so that shutdown can wait for all of them.
+    total: std::sync::atomic::AtomicU32,
+    /// The runtime the runs execute on (the one the workers were started on).
+    runtime: OnceLock<tokio::runtime::Handle>,
+    /// Ids of runs started here whose announcement is still to come: it wakes no worker.
+    started: Mutex<HashSet<String>>,
+}
+
+impl Default for LocalStarts {
+    fn default() -> Self {
+        Self {
+            permits: Arc::new(Semaphore::new(0)),
+            total: Default::default(),
+            runtime: OnceLock::new(),
+            started: Mutex::default(),
+        }
+    }
+}
+
+impl LocalStarts {
+    /// Lets `n` more runs start here at once, on the current runtime.
+    pub(super) fn enable(&self, n: usize) {
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let _ = self.runtime.set(handle);
+        let n = u32::try_from(n).unwrap_or(u32::MAX / 2);
+        self.permits.add_permits(n as usize);
+        self.total.fetch_add(n, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Waits until no run started here is executing.
+    pub(super) async fn finish(&self) {
+        let n = self.total.load(std::sync::atomic::Ordering::SeqCst);
+        if n > 0 {
+            let _ = self.permits.acquire_many(n).await;
+        }
+    }
+
+    /// The ids of `run_ids` a worker must be told about: those not started here.
+    pub(super) fn not_started_here<'a>(&self, run_ids: &'a [String]) -> Vec<&'a String> {
+        let mut started = self.started.lock().unwrap_or_else(PoisonError::into_inner);
+        if started.is_empty() {
+            return run_ids.iter().collect();
+        }
+        run_ids.iter().filter(|id| !started.remove(*id)).collect()
+    }
+
+    fn remember(&self, run_id: String) {
+        let mut started = self.started.lock().unwrap_or_else(PoisonError::into_inner);
+        if started.len() >= MAX_REMEMBERED {
+            started.clear();
+        }
+        started.insert(run_id);
+    }
+}
+
+impl Engine {
+    /// Claims `run`, queued in the write running on this thread, for this process, and starts it
+    /// here as soon as that write commits (it is dropped with the write if the write rolls back).
+    /// False when it does not: no workers run in this process, they are all busy, or no
+    /// [`crate::store::Store::write`] is running on this thread; the run then stays queued for
+    /// any worker. See the module documentation.
+    pub fn start_after_commit(&self, conn: &mut AnyConnection, run: &PipelineRun) -> Result<bool> {
+        let Some(runtime) = self.local.runtime.get().cloned() else {
+            return Ok(false);
+        };
+        if !store::in_write() {
+            return Ok(false);
+        }
+        let Ok(permit) = self.local.permits.clone().try_acquire_owned() else {
+            return Ok(false);
+        };
+        let owner = format!("{}#local#{}", self.worker_id, run.id);
+        let until = lease_until(
+            Duration::from_secs(definition::Defaults::default().timeout_seconds)
+                + self.lease_margin,
+        );
+        let Some(claimed) = queue::claim_queued(conn, run.id, &owner, until)? else {
+            return Ok(false);
+        };
+        let claim = Claim::load(conn, claimed, self.lease_margin)?;
+        let (engine, local, run_id) = (self.clone(), self.local.clone(), run.run_id.clone());
+        Ok(store::after_commit(move || {
+            local.remember(run_id);
+            runtime.spawn(async move {
+                let _permit = permit;
+                if let Err(e) = engine.execute(claim).await {
+                    tracing::warn!(error = %e, "A run started after its ingest could not finish here; its lease will let a worker take it over.");
+                }
+            });
+        }))
+    }
+}
