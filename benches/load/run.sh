@@ -15,9 +15,11 @@
 #   latency  alert posted to tocsin -> notification at a local sink, through a stored
 #            `ingest -> notify` definition with the webhook driver: idle, then under the distinct
 #            one-per-request load. p50/p90/p99 (benches/src/bin/latency_probe.rs).
+#   pipeline the same probe through the default pipeline (ingest, checks, local analysis, notify
+#            to a webhook channel), once the machine's load has settled; p50/p90/p99.
 #   memory   resident memory after --alerts distinct alerts (1,000,000; --quick: 20,000) sent in
 #            batches of 100, for tocsin (and Alertmanager for comparison).
-# --only takes a comma-separated subset of load,latency,memory. --postgres URL (a server where
+# --only takes a comma-separated subset of load,latency,pipeline,memory. --postgres URL (a server where
 # this user may CREATE DATABASE) adds tocsin on PostgreSQL to the load part, each workload on a new
 # database that is dropped afterwards. --keep leaves the temporary directory (logs, databases).
 # Prints a table and writes benches/load/results.json. Every process it starts is stopped by pid
@@ -30,7 +32,7 @@ QUICK=0
 PG_URL=""
 SKIP_BUILD=0
 KEEP=0
-ONLY="load,latency,memory"
+ONLY="load,latency,pipeline,memory"
 CONNECTIONS=8
 THREADS=2
 
@@ -275,6 +277,33 @@ EOF
     "$PROBE" --tocsin "${SERVER_URL#http://}" --sink "127.0.0.1:$SINK_PORT" --duration "$DURATION" \
         --interval-ms 50 --timeout 30 --prefix load --label load --out "$OUT/latency-load.json"
     wait_wrk
+    stop_pid "$SERVER_PID"
+fi
+
+# ---- default pipeline -------------------------------------------------------------------------
+# The default pipeline (ingest, checks from the rolling sampler, local analysis, notify) with one
+# webhook channel pointing at the probe's sink. The local analysis measures CPU over a second
+# when the machine is loaded (1-minute load above 1 per core), as it would on a real server in
+# trouble; the probe waits for the load of the earlier phases to settle first, and says so.
+if wants pipeline; then
+    mkdir -p "$WORK/pipeline"
+    DB="sqlite://$WORK/pipeline/tocsin.db"
+    SINK_PORT=$(free_port)
+    TOCSIN_DATABASE_URL="$DB" "$TOCSIN" channels add latency-sink --driver webhook \
+        --json-config "{\"url\": \"http://127.0.0.1:$SINK_PORT/hook\"}" >&2
+    CORES=$(nproc)
+    for i in $(seq 120); do
+        python3 -c 'import os,sys; sys.exit(0 if os.getloadavg()[0] < 0.9 * int(sys.argv[1]) else 1)' \
+            "$CORES" && break
+        [ "$i" = 1 ] && log "default pipeline: waiting (up to 120 s) for the 1-minute load to drop below 0.9 per core"
+        sleep 1
+    done
+    cut -d' ' -f1 /proc/loadavg >"$OUT/pipeline-loadavg.txt"
+    start_tocsin pipeline "$DB"
+    SAMPLES=$([ "$QUICK" = 1 ] && echo 50 || echo 200)
+    log "default pipeline: $SAMPLES probes, one every 100 ms (load average $(cat "$OUT/pipeline-loadavg.txt"))"
+    "$PROBE" --tocsin "${SERVER_URL#http://}" --sink "127.0.0.1:$SINK_PORT" --samples "$SAMPLES" \
+        --interval-ms 100 --timeout 10 --prefix pipe --label pipeline --out "$OUT/latency-pipeline.json"
     stop_pid "$SERVER_PID"
 fi
 

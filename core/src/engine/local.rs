@@ -112,7 +112,7 @@ impl Engine {
         let Some(claimed) = queue::claim_queued(conn, run.id, &owner, until)? else {
             return Ok(false);
         };
-        let claim = Claim::load(conn, claimed, self.lease_margin)?;
+        let claim = Claim::load(conn, &self.tocsin, claimed, self.lease_margin)?;
         let (engine, local, run_id) = (self.clone(), self.local.clone(), run.run_id.clone());
         Ok(store::after_commit(move || {
             local.remember(run_id);

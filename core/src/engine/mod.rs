@@ -527,12 +527,13 @@ impl Engine {
             Duration::from_secs(definition::Defaults::default().timeout_seconds)
                 + self.lease_margin,
         );
+        let tocsin = self.tocsin.clone();
         self.tocsin
             .store()
             .write(move |c| {
                 let runs = queue::claim_due(c, &owner, until, limit)?;
                 runs.into_iter()
-                    .map(|run| Claim::load(c, run, margin))
+                    .map(|run| Claim::load(c, &tocsin, run, margin))
                     .collect()
             })
             .await
@@ -547,6 +548,7 @@ impl Engine {
                 + self.lease_margin,
         );
         let id = run_id.map(str::to_owned);
+        let tocsin = self.tocsin.clone();
         self.tocsin
             .store()
             .write(move |c| {
@@ -554,7 +556,7 @@ impl Engine {
                     return Ok(None);
                 };
                 // Read in the claim's transaction: one round trip less per run.
-                Claim::load(c, run, margin).map(Some)
+                Claim::load(c, &tocsin, run, margin).map(Some)
             })
             .await
     }
@@ -644,45 +646,14 @@ impl Engine {
             let ms = t0.elapsed().as_secs_f64() * 1000.0;
             match result {
                 Ok(output) => {
-                    let output = if output.is_object() {
-                        output
-                    } else {
-                        json!({ "value": output })
-                    };
-                    merge_output(&mut progress.state, &node.id, &output);
-                    // A stage that did nothing because of a skip control says so: recorded as
-                    // skipped with its reason, its output still handed on.
-                    let skip_reason = output
-                        .get("skip_reason")
-                        .and_then(Value::as_str)
-                        .map(str::to_owned);
-                    let (exec_status, status) = match &skip_reason {
-                        Some(_) => (StageStatus::Skipped, None),
-                        None => (StageStatus::Succeeded, definition::status_after(&node.kind)),
-                    };
-                    let snap = bound(&output);
-                    let exec_id = started.id;
-                    owed.push(Box::new(move |c| {
-                        finish_execution(
-                            c,
-                            exec_id,
-                            exec_status,
-                            &snap,
-                            None,
-                            skip_reason.as_deref(),
-                            ms,
-                        )?;
-                        if let Some(s) = status {
-                            diesel::update(pipeline_runs::table.find(pk))
-                                .set((
-                                    pipeline_runs::status.eq(s.as_str()),
-                                    pipeline_runs::updated_at.eq(now()),
-                                ))
-                                .execute(c)?;
-                        }
-                        set_incident(c, pk, &snap)
-                    }));
-                    tracing::debug!(node = %node.id, duration_ms = ms, "Node succeeded.");
+                    owed.push(succeeded(
+                        &mut progress.state,
+                        &node,
+                        pk,
+                        started.id,
+                        output,
+                        ms,
+                    ));
                 }
                 Err(err) => {
                     let exec_id = started.id;
@@ -893,8 +864,13 @@ type StartResult = std::result::Result<StageExecution, PipelineRun>;
 
 impl Claim {
     /// Reads the definition and earlier attempts and starts the first node to run, all in the
-    /// claim's transaction.
-    fn load(c: &mut AnyConnection, run: PipelineRun, lease_margin: Duration) -> Result<Self> {
+    /// claim's transaction; nodes before it that need no I/O run there too.
+    fn load(
+        c: &mut AnyConnection,
+        tocsin: &Tocsin,
+        run: PipelineRun,
+        lease_margin: Duration,
+    ) -> Result<Self> {
         let envelope: Envelope =
             serde_json::from_value(run.inbound_payload.clone()).unwrap_or_default();
         let loaded = (|| {
@@ -914,24 +890,47 @@ impl Claim {
         let Ok(progress) = &mut claim.loaded else {
             return Ok(claim);
         };
-        let Some(step) = progress.advance(&claim.run, &mut claim.owed) else {
-            return Ok(claim);
-        };
-        settle(c, std::mem::take(&mut claim.owed))?;
         let owner = claim.run.lease_owner.clone().unwrap_or_default();
-        let until = lease_until(step.timeout + lease_margin);
-        let abandoned = progress.left_running(&step.node_id);
-        let started = start_node(
-            c,
-            claim.run.id,
-            &owner,
-            until,
-            &step.node_id,
-            &step.exec,
-            abandoned,
-        )?;
-        claim.first = Some((step, started));
-        Ok(claim)
+        loop {
+            let Some(step) = progress.advance(&claim.run, &mut claim.owed) else {
+                return Ok(claim);
+            };
+            settle(c, std::mem::take(&mut claim.owed))?;
+            let until = lease_until(step.timeout + lease_margin);
+            let abandoned = progress.left_running(&step.node_id);
+            let started = start_node(
+                c,
+                claim.run.id,
+                &owner,
+                until,
+                &step.node_id,
+                &step.exec,
+                abandoned,
+            )?;
+            // A node that needs no I/O runs here, in the claim's transaction: the next node then
+            // starts without a commit in between.
+            if let Ok(exec) = &started {
+                let node = &progress.order[step.index];
+                let t0 = std::time::Instant::now();
+                if let Some(output) =
+                    inline_output(tocsin, &claim.run, node, step.exec.attempt, &progress.state)
+                {
+                    let ms = t0.elapsed().as_secs_f64() * 1000.0;
+                    let node = node.clone();
+                    claim.owed.push(succeeded(
+                        &mut progress.state,
+                        &node,
+                        claim.run.id,
+                        exec.id,
+                        output,
+                        ms,
+                    ));
+                    continue;
+                }
+            }
+            claim.first = Some((step, started));
+            return Ok(claim);
+        }
     }
 }
 
@@ -1057,6 +1056,84 @@ impl Progress {
         }
         None
     }
+}
+
+/// A node's success: merges its output into the run state and returns the record still owed
+/// (its execution finished, the run's status, the incident it names).
+fn succeeded(
+    state: &mut Value,
+    node: &Node,
+    pk: i64,
+    exec_id: i64,
+    output: Value,
+    ms: f64,
+) -> Deferred {
+    let output = if output.is_object() {
+        output
+    } else {
+        json!({ "value": output })
+    };
+    merge_output(state, &node.id, &output);
+    // A stage that did nothing because of a skip control says so: recorded as skipped with its
+    // reason, its output still handed on.
+    let skip_reason = output
+        .get("skip_reason")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let (exec_status, status) = match &skip_reason {
+        Some(_) => (StageStatus::Skipped, None),
+        None => (StageStatus::Succeeded, definition::status_after(&node.kind)),
+    };
+    let snap = bound(&output);
+    tracing::debug!(node = %node.id, duration_ms = ms, "Node succeeded.");
+    Box::new(move |c| {
+        finish_execution(
+            c,
+            exec_id,
+            exec_status,
+            &snap,
+            None,
+            skip_reason.as_deref(),
+            ms,
+        )?;
+        if let Some(s) = status {
+            diesel::update(pipeline_runs::table.find(pk))
+                .set((
+                    pipeline_runs::status.eq(s.as_str()),
+                    pipeline_runs::updated_at.eq(now()),
+                ))
+                .execute(c)?;
+        }
+        set_incident(c, pk, &snap)
+    })
+}
+
+/// The output of a node whose stage can tell it without I/O ([`Stage::execute_inline`]); `None`
+/// when it cannot (the node then runs as usual, where its errors are handled).
+///
+/// [`Stage::execute_inline`]: crate::plugin::Stage::execute_inline
+fn inline_output(
+    tocsin: &Tocsin,
+    run: &PipelineRun,
+    node: &Node,
+    attempt: i32,
+    state: &Value,
+) -> Option<Value> {
+    if node.kind == "transform" {
+        return None;
+    }
+    let d = tocsin.plugins().stages.get(&node.kind).ok()?;
+    let stage = (d.build)(&node.config, &tocsin.build_context()).ok()?;
+    let ctx = StageContext::new(
+        tocsin.clone(),
+        run.run_id.clone(),
+        run.trace_id.clone(),
+        node.id.clone(),
+        attempt,
+        node.config.clone(),
+        state.clone(),
+    );
+    stage.execute_inline(&ctx)
 }
 
 /// Records the start of a node's attempt if `owner` still holds the run's lease (extending it

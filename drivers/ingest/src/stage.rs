@@ -67,12 +67,22 @@ fn existing_ids(state: &Value) -> Vec<i64> {
     ids
 }
 
+/// The output of a run whose webhook stored the alerts already: their incidents, passed on.
+fn passed_through(state: &Value) -> Option<Value> {
+    let ids = existing_ids(state);
+    (!ids.is_empty())
+        .then(|| json!({"incident_id": ids.first(), "incident_ids": ids, "ingest": null}))
+}
+
 #[async_trait]
 impl Stage for IngestStage {
+    fn execute_inline(&self, ctx: &StageContext) -> Option<Value> {
+        passed_through(&ctx.state)
+    }
+
     async fn execute(&self, ctx: &StageContext) -> Result<Value> {
-        let ids = existing_ids(&ctx.state);
-        if !ids.is_empty() {
-            return Ok(json!({"incident_id": ids.first(), "incident_ids": ids, "ingest": null}));
+        if let Some(out) = passed_through(&ctx.state) {
+            return Ok(out);
         }
         let payload = ctx.state.get("payload").cloned().unwrap_or(Value::Null);
         if !payload.is_object() {
