@@ -135,7 +135,8 @@ impl std::fmt::Debug for SamplerHandle {
 }
 
 impl SamplerHandle {
-    /// The window now (`None` until the first reading, one interval after start).
+    /// The window now (`None` until the first reading, the interval or 200 ms after start,
+    /// whichever is shorter).
     pub fn snapshot(&self) -> Option<CpuWindow> {
         self.shared.window()
     }
@@ -191,10 +192,18 @@ pub fn start_sampler(config: SamplerConfig) -> Result<SamplerHandle> {
     let thread = std::thread::Builder::new()
         .name("tocsin-cpu-sampler".into())
         .spawn(move || {
-            // Wakes every interval; a stop (or the handle dropped) ends the loop at once.
-            while let Err(RecvTimeoutError::Timeout) = rx.recv_timeout(worker.config.interval) {
+            // The first reading comes as soon as the counters allow (200 ms), not a whole
+            // interval after start: until then every `cpu` check measures on its own, which costs
+            // it that long. Then it wakes every interval; a stop (or the handle dropped) ends the
+            // loop at once.
+            let mut wait = worker
+                .config
+                .interval
+                .min(sysinfo::MINIMUM_CPU_UPDATE_INTERVAL);
+            while let Err(RecvTimeoutError::Timeout) = rx.recv_timeout(wait) {
                 sys.refresh_cpu_usage();
                 worker.push(cpu::read(&sys), cpu::read_load());
+                wait = worker.config.interval;
             }
             tracing::debug!("CPU sampler stopped.");
         })
