@@ -13,11 +13,10 @@
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
-use std::time::Duration;
 
 use tokio::sync::Semaphore;
 
-use super::{Claim, Engine, definition, lease_until, queue};
+use super::{Claim, Engine, queue};
 use crate::domain::PipelineRun;
 use crate::error::Result;
 use crate::store::{self, AnyConnection};
@@ -105,10 +104,7 @@ impl Engine {
             return Ok(false);
         };
         let owner = format!("{}#local#{}", self.worker_id, run.id);
-        let until = lease_until(
-            Duration::from_secs(definition::Defaults::default().timeout_seconds)
-                + self.lease_margin,
-        );
+        let until = self.claim_lease();
         let Some(claimed) = queue::claim_queued(conn, run.id, &owner, until)? else {
             return Ok(false);
         };
