@@ -12,7 +12,7 @@ pub mod plan;
 pub mod procs;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -143,8 +143,80 @@ impl LocalConfig {
     }
 }
 
-/// Disk scans running at once in this process.
-static DISK_SCANS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+/// Analyses walking a disk at once in this process (the HTTP endpoints included): walks are
+/// heavy. Only the walks wait for a slot: the rest of an analysis (memory, the CPU window,
+/// filesystem figures) runs beside them, so that analyses which walk nothing never queue
+/// behind one that does.
+static DISK_WALKS: Gate = Gate::new(2);
+
+/// A counting semaphore for blocking code (the analysis runs on a blocking thread).
+struct Gate {
+    free: Mutex<usize>,
+    freed: Condvar,
+}
+
+impl Gate {
+    const fn new(slots: usize) -> Self {
+        Self {
+            free: Mutex::new(slots),
+            freed: Condvar::new(),
+        }
+    }
+
+    /// Waits for a free slot and takes it until the returned guard drops.
+    fn acquire(&self) -> GateSlot<'_> {
+        let mut free = self.free.lock().unwrap_or_else(PoisonError::into_inner);
+        while *free == 0 {
+            free = self
+                .freed
+                .wait(free)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        *free -= 1;
+        GateSlot(self)
+    }
+}
+
+struct GateSlot<'a>(&'a Gate);
+
+impl Drop for GateSlot<'_> {
+    fn drop(&mut self) {
+        *self.0.free.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+        self.0.freed.notify_one();
+    }
+}
+
+/// The disk walks of one analysis. They share one walk slot, taken at the first walk, and one
+/// deadline (`scan_timeout_secs`) that starts once that slot is held.
+struct Walks {
+    timeout: Duration,
+    slot: Option<(GateSlot<'static>, Instant)>,
+}
+
+impl Walks {
+    fn new(timeout: Duration) -> Self {
+        Self {
+            timeout,
+            slot: None,
+        }
+    }
+
+    /// Walks `root`, waiting for a walk slot first if this analysis holds none yet.
+    fn scan(&mut self, eff: &Effective, root: &Path) -> Result<disk::ScanReport> {
+        let timeout = self.timeout;
+        let (_, deadline) = self
+            .slot
+            .get_or_insert_with(|| (DISK_WALKS.acquire(), Instant::now() + timeout));
+        disk::scan(&scan_params(eff, root, *deadline))
+    }
+
+    /// Whether this analysis's scan deadline has passed.
+    fn expired(&self) -> bool {
+        self.slot
+            .as_ref()
+            .is_some_and(|(_, deadline)| Instant::now() >= *deadline)
+    }
+}
 
 /// The local provider.
 #[derive(Debug, Clone)]
@@ -166,7 +238,6 @@ struct Effective {
     top_n: usize,
     threshold_mb: u64,
     old_days: u64,
-    deadline: Instant,
 }
 
 #[async_trait]
@@ -181,25 +252,9 @@ impl Provider for LocalProvider {
             top_n: opts.top_n.unwrap_or(self.config.top_n),
             threshold_mb: opts.threshold_mb.unwrap_or(self.config.threshold_mb),
             old_days: opts.old_days.unwrap_or(self.config.old_days),
-            deadline: Instant::now() + Duration::from_secs_f64(self.config.scan_timeout_secs),
             cfg: self.config.clone(),
         };
         tracing::debug!(kinds = ?plan.kinds, path = ?plan.disk_path, "Local analysis planned.");
-        // Disk walks are heavy: at most two at a time per process, whoever asks (the HTTP
-        // endpoints included). The deadline starts once a walk may begin.
-        let may_walk = plan.kinds.is_empty() || plan.kinds.contains(&AnalysisKind::Disk);
-        let _permit = if may_walk {
-            Some(
-                DISK_SCANS
-                    .acquire()
-                    .await
-                    .map_err(|_| Error::internal("the disk scan limiter is closed"))?,
-            )
-        } else {
-            None
-        };
-        let mut eff = eff;
-        eff.deadline = Instant::now() + Duration::from_secs_f64(self.config.scan_timeout_secs);
         let recs = tokio::task::spawn_blocking(move || run(&eff, &plan))
             .await
             .map_err(|e| Error::internal(format!("local analysis task failed: {e}")))??;
@@ -217,8 +272,9 @@ impl Provider for LocalProvider {
 }
 
 fn run(eff: &Effective, plan: &plan::Plan) -> Result<Vec<Recommendation>> {
+    let mut walks = Walks::new(Duration::from_secs_f64(eff.cfg.scan_timeout_secs));
     if plan.kinds.is_empty() {
-        return general(eff, plan);
+        return general(eff, plan, &mut walks);
     }
     let mut recs = Vec::new();
     for kind in &plan.kinds {
@@ -229,7 +285,7 @@ fn run(eff: &Effective, plan: &plan::Plan) -> Result<Vec<Recommendation>> {
                 Duration::from_millis(eff.cfg.cpu_window_ms),
                 &plan.reasons,
             )?),
-            AnalysisKind::Disk => recs.extend(disk_for_plan(eff, plan)?),
+            AnalysisKind::Disk => recs.extend(disk_for_plan(eff, plan, &mut walks)?),
         }
     }
     Ok(recs)
@@ -238,7 +294,11 @@ fn run(eff: &Effective, plan: &plan::Plan) -> Result<Vec<Recommendation>> {
 /// The disk analysis of a plan. A path the request named must be scannable; a path taken from
 /// the incident (an alert's `mountpoint`, possibly of another host) that cannot be scanned here
 /// falls back to the first root, or to the filesystem figures alone when no root is configured.
-fn disk_for_plan(eff: &Effective, plan: &plan::Plan) -> Result<Vec<Recommendation>> {
+fn disk_for_plan(
+    eff: &Effective,
+    plan: &plan::Plan,
+    walks: &mut Walks,
+) -> Result<Vec<Recommendation>> {
     let mut reasons = plan.reasons.clone();
     let resolved = match &plan.disk_path {
         Some(p) => disk::resolve_under_roots(p, &eff.cfg.roots),
@@ -274,7 +334,7 @@ fn disk_for_plan(eff: &Effective, plan: &plan::Plan) -> Result<Vec<Recommendatio
             }
         }
     };
-    disk_recommendations(eff, &root, &reasons)
+    disk_recommendations(eff, &root, &reasons, walks)
 }
 
 /// A disk recommendation with the filesystem's figures only (nothing was walked).
@@ -418,7 +478,7 @@ fn disk_priority(used_percent: f64) -> Priority {
     }
 }
 
-fn scan_params(eff: &Effective, root: &Path) -> disk::ScanParams {
+fn scan_params(eff: &Effective, root: &Path, deadline: Instant) -> disk::ScanParams {
     let workers = if eff.cfg.workers > 0 {
         eff.cfg.workers
     } else {
@@ -433,7 +493,7 @@ fn scan_params(eff: &Effective, root: &Path) -> disk::ScanParams {
         old_after: Duration::from_secs(eff.old_days.saturating_mul(86_400)),
         top_n: eff.top_n,
         max_depth: eff.cfg.max_depth,
-        deadline: eff.deadline,
+        deadline,
         workers,
     }
 }
@@ -443,9 +503,10 @@ fn disk_recommendations(
     eff: &Effective,
     root: &Path,
     reasons: &[String],
+    walks: &mut Walks,
 ) -> Result<Vec<Recommendation>> {
     let fs = filesystem_of(root, &filesystems());
-    let report = disk::scan(&scan_params(eff, root))?;
+    let report = walks.scan(eff, root)?;
     Ok(disk_recs_from(eff, &report, fs.as_ref(), reasons))
 }
 
@@ -642,7 +703,7 @@ fn rank(p: Priority) -> u8 {
 
 /// No incident and no explicit analysis: memory if RAM use is high, CPU if the load exceeds the
 /// cores, disk for every filesystem over its threshold, else one "healthy" summary.
-fn general(eff: &Effective, plan: &plan::Plan) -> Result<Vec<Recommendation>> {
+fn general(eff: &Effective, plan: &plan::Plan, walks: &mut Walks) -> Result<Vec<Recommendation>> {
     let mut recs = Vec::new();
     let mem = procs::memory_used_percent()?;
     let mut reasons = plan.reasons.clone();
@@ -692,8 +753,8 @@ fn general(eff: &Effective, plan: &plan::Plan) -> Result<Vec<Recommendation>> {
         let mut r = reasons.clone();
         r.push(why.clone());
         match target {
-            Some(t) if Instant::now() < eff.deadline => {
-                let report = disk::scan(&scan_params(eff, &t))?;
+            Some(t) if !walks.expired() => {
+                let report = walks.scan(eff, &t)?;
                 recs.extend(disk_recs_from(eff, &report, Some(fs), &r));
             }
             _ => recs.push(usage_only(
@@ -750,6 +811,27 @@ tocsin_core::register_provider!(REGISTRATION);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_walk_gate_lets_two_in_and_the_third_waits_for_a_slot() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static GATE: Gate = Gate::new(2);
+        let inside = AtomicUsize::new(0);
+        let most = AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..6 {
+                s.spawn(|| {
+                    let _slot = GATE.acquire();
+                    let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(now, Ordering::SeqCst);
+                    std::thread::sleep(Duration::from_millis(20));
+                    inside.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        });
+        assert_eq!(most.load(Ordering::SeqCst), 2);
+        assert_eq!(*GATE.free.lock().unwrap(), 2, "every slot was given back");
+    }
 
     #[test]
     fn the_example_config_parses_and_bad_values_are_refused() {
