@@ -114,6 +114,10 @@ pub struct SendOptions {
     /// The destination comes from a request body: check it with the outbound guard
     /// (`TOCSIN_OUTBOUND_ALLOW`).
     pub untrusted_destination: bool,
+    /// The caller knows that no earlier attempt of this step exists (a run's node on its first
+    /// attempt), so no earlier delivery is looked up before sending: one read less on the way
+    /// to the receiver.
+    pub first_attempt: bool,
 }
 
 /// A notification for a test or an ad-hoc send: fresh trace, idempotency and dedup keys.
@@ -386,10 +390,11 @@ async fn deliver(
     built: Result<Arc<dyn NotifyDriver>>,
     key: String,
     policy: RetryPolicy,
+    first_attempt: bool,
 ) -> (ChannelResult, Vec<Delivery>) {
     // Attempts of earlier runs of the same step (an engine retry) continue the numbering.
     let earlier: Vec<Delivery> = match &n.run_id {
-        Some(run) => {
+        Some(run) if !first_attempt => {
             let run = run.clone();
             tocsin
                 .store()
@@ -397,7 +402,7 @@ async fn deliver(
                 .await
                 .unwrap_or_default()
         }
-        None => Vec::new(),
+        _ => Vec::new(),
     };
     let mine: Vec<&Delivery> = earlier
         .iter()
@@ -515,6 +520,22 @@ pub async fn notify_with(
     channels: Option<&[String]>,
     policy: RetryPolicy,
 ) -> Result<NotifyOutcome> {
+    let options = SendOptions {
+        retry: policy,
+        ..SendOptions::default()
+    };
+    notify_with_options(tocsin, notification, channels, &options).await
+}
+
+/// [`notify`] with options: the retry policy, and whether this is the first attempt of its
+/// step. The outbound guard does not apply: channels are stored configuration.
+pub async fn notify_with_options(
+    tocsin: &Tocsin,
+    notification: &Notification,
+    channels: Option<&[String]>,
+    options: &SendOptions,
+) -> Result<NotifyOutcome> {
+    let (policy, first_attempt) = (options.retry, options.first_attempt);
     let n = notification;
     let base = base_key(n);
     let mut outcome = NotifyOutcome::default();
@@ -595,6 +616,7 @@ pub async fn notify_with(
             built,
             key,
             policy,
+            first_attempt,
         ));
     }
     for (result, records) in futures::future::join_all(jobs).await {
@@ -705,6 +727,7 @@ pub async fn send_with_outcome(
         Ok(driver),
         key,
         options.retry,
+        options.first_attempt,
     )
     .await;
     match result.status {

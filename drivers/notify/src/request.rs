@@ -207,6 +207,7 @@ pub async fn send_request(
             let options = SendOptions {
                 retry: policy,
                 untrusted_destination: true,
+                ..SendOptions::default()
             };
             send_with_outcome(tocsin, name, &config, &n, &options).await?
         }

@@ -26,7 +26,7 @@ use tocsin_core::plugin::{BuildContext, Notification, Stage, StageContext, Stage
 use tocsin_core::store::{self, AlertFilter};
 use tocsin_core::{Error, Result, Tocsin};
 
-use crate::api::{NotifyOutcome, SendOptions, notify};
+use crate::api::{NotifyOutcome, SendOptions};
 
 /// The node config.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -193,26 +193,32 @@ impl Stage for NotifyStage {
     async fn execute(&self, ctx: &StageContext) -> Result<Value> {
         let tocsin = &ctx.tocsin;
         let n = notification_from_state(tocsin, ctx).await?;
+        // Attempt numbers count every attempt started, one that died midway included, so on
+        // attempt 1 no delivery of this step can exist yet.
+        let options = SendOptions {
+            first_attempt: ctx.attempt <= 1,
+            ..SendOptions::default()
+        };
         let outcome: NotifyOutcome = match &self.config.driver {
             Some(driver) => {
                 let config = self.config.config.clone().unwrap_or_else(|| json!({}));
-                crate::api::send_with_outcome(tocsin, driver, &config, &n, &SendOptions::default())
-                    .await?
+                crate::api::send_with_outcome(tocsin, driver, &config, &n, &options).await?
             }
             None => {
-                let mut outcome = notify(tocsin, &n, self.config.channels.as_deref()).await?;
+                let mut outcome = crate::api::notify_with_options(
+                    tocsin,
+                    &n,
+                    self.config.channels.as_deref(),
+                    &options,
+                )
+                .await?;
                 let none_configured = outcome.skipped
                     && outcome.results.is_empty()
                     && !tocsin.config().notify_skip_all;
                 if let (true, Some(fallback)) = (none_configured, &self.config.fallback_driver) {
-                    let more = crate::api::send_with_outcome(
-                        tocsin,
-                        fallback,
-                        &json!({}),
-                        &n,
-                        &SendOptions::default(),
-                    )
-                    .await?;
+                    let more =
+                        crate::api::send_with_outcome(tocsin, fallback, &json!({}), &n, &options)
+                            .await?;
                     outcome.notified += more.notified;
                     outcome.failed += more.failed;
                     outcome.deliveries.extend(more.deliveries);

@@ -505,6 +505,7 @@ async fn test_notify(a: TestNotifyArgs, app: &App) -> anyhow::Result<ExitCode> {
             let options = SendOptions {
                 retry: policy,
                 untrusted_destination: false,
+                ..SendOptions::default()
             };
             tocsin_notify::send_with_outcome(&t, &name, &config, &n, &options)
                 .await
@@ -521,6 +522,7 @@ async fn test_notify(a: TestNotifyArgs, app: &App) -> anyhow::Result<ExitCode> {
                 let options = SendOptions {
                     retry: policy,
                     untrusted_destination: false,
+                    ..SendOptions::default()
                 };
                 tocsin_notify::send_with_outcome(&t, &channel.driver, &config, &n, &options)
                     .await

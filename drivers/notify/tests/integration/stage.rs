@@ -45,13 +45,13 @@ async fn seed_incident(t: &Tocsin) -> i64 {
         .unwrap()
 }
 
-fn stage_ctx(t: &Tocsin, run: &str, config: Value, state: Value) -> StageContext {
+fn stage_ctx(t: &Tocsin, run: &str, attempt: i32, config: Value, state: Value) -> StageContext {
     StageContext::new(
         t.clone(),
         run.into(),
         format!("trace-{run}"),
         "notify".into(),
-        1,
+        attempt,
         config,
         state,
     )
@@ -63,9 +63,55 @@ async fn run_stage(
     config: Value,
     state: Value,
 ) -> tocsin_core::Result<Value> {
+    run_attempt(t, run, 1, config, state).await
+}
+
+async fn run_attempt(
+    t: &Tocsin,
+    run: &str,
+    attempt: i32,
+    config: Value,
+    state: Value,
+) -> tocsin_core::Result<Value> {
     let d = t.plugins().stages.get("notify").unwrap();
     let stage = (d.build)(&config, &BuildContext::default())?;
-    stage.execute(&stage_ctx(t, run, config, state)).await
+    stage
+        .execute(&stage_ctx(t, run, attempt, config, state))
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_attempt_of_the_node_sends_only_what_the_first_did_not_deliver() {
+    for db in testing::all().await {
+        let good = HttpServer::start(vec![Reply::new(200, "ok")]).await;
+        let bad = HttpServer::start(vec![Reply::new(400, "no")]).await;
+        let t = tocsin(&db, Config::default());
+        for (name, server) in [("good", &good), ("bad", &bad)] {
+            tocsin_notify::create_channel(
+                &t,
+                name,
+                "slack",
+                &json!({"webhook_url": server.url("/h")}),
+                "",
+            )
+            .await
+            .unwrap();
+        }
+        let state = json!({"checks": [], "nodes": {}});
+        let first = run_attempt(&t, "run-a", 1, json!({}), state.clone()).await;
+        assert!(
+            first.is_err(),
+            "{}: the failed channel fails attempt 1",
+            db.label
+        );
+        assert_eq!((good.requests().len(), bad.requests().len()), (1, 1));
+
+        bad.set_replies(vec![Reply::new(200, "ok")]);
+        let second = run_attempt(&t, "run-a", 2, json!({}), state).await.unwrap();
+        assert_eq!(second["notified"], 2, "{}: {second}", db.label);
+        assert_eq!(good.requests().len(), 1, "{}: not sent twice", db.label);
+        assert_eq!(bad.requests().len(), 2);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
