@@ -115,7 +115,15 @@ impl DatabaseUrl {
 #[derive(Debug)]
 struct Manager {
     url: DatabaseUrl,
+    /// SQLite's page cache per connection, KiB (`None`: SQLite's default, 2 MiB).
+    page_cache_kib: Option<u32>,
 }
+
+/// The page cache of a pooled SQLite connection of a file database, KiB. Such a connection
+/// reads while the writer thread writes, and in WAL mode each read transaction that finds the
+/// database changed starts with an empty cache: a large one buys little and, filled, costs its
+/// size in every one of the pool's connections (issue 8's memory target).
+const READER_PAGE_CACHE_KIB: u32 = 256;
 
 /// A connection error, with the backend's message.
 #[derive(Debug, thiserror::Error)]
@@ -142,6 +150,10 @@ impl ManageConnection for Manager {
                      PRAGMA temp_store = MEMORY;",
                 )
                 .map_err(|e| ConnectError(e.to_string()))?;
+                if let Some(kib) = self.page_cache_kib {
+                    c.batch_execute(&format!("PRAGMA cache_size = -{kib};"))
+                        .map_err(|e| ConnectError(e.to_string()))?;
+                }
                 Ok(AnyConnection::Sqlite(c))
             }
             DatabaseUrl::Postgres(url) => {
@@ -182,6 +194,11 @@ impl ManageConnection for Manager {
 #[derive(Clone)]
 pub struct Store {
     pool: Pool<Manager>,
+    /// One permit per pooled connection. A task waits for a connection here, asynchronously,
+    /// rather than on a blocking thread inside r2d2: a burst of reads (dozens of pipeline runs
+    /// at once) would otherwise hold a blocking thread each, and every such thread keeps a
+    /// malloc arena (issue 8: most of the server's memory under load).
+    connections: Arc<tokio::sync::Semaphore>,
     backend: Backend,
     writes: Writes,
 }
@@ -216,7 +233,11 @@ impl Store {
         let shown = crate::config::redact_url(url);
         let writer_url = parsed.clone();
         let pool = tokio::task::spawn_blocking(move || {
-            let manager = Manager { url: parsed };
+            let manager = Manager {
+                url: parsed,
+                // An in-memory database lives in its one connection's pages: never cap them.
+                page_cache_kib: (!in_memory).then_some(READER_PAGE_CACHE_KIB),
+            };
             // One direct attempt first: r2d2 would retry silently until its timeout and then report
             // only "timed out", while the backend's own message says what is wrong.
             let first = manager.connect()?;
@@ -251,7 +272,10 @@ impl Store {
         } else {
             let shown = shown.clone();
             let writer = tokio::task::spawn_blocking(move || {
-                let manager = Manager { url: writer_url };
+                let manager = Manager {
+                    url: writer_url,
+                    page_cache_kib: None,
+                };
                 group::GroupWriter::start(Box::new(move || {
                     let conn = manager
                         .connect()
@@ -265,6 +289,7 @@ impl Store {
         };
         Ok(Self {
             pool,
+            connections: Arc::new(tokio::sync::Semaphore::new(size as usize)),
             backend,
             writes,
         })
@@ -317,8 +342,15 @@ impl Store {
     {
         let pool = self.pool.clone();
         let span = tracing::Span::current();
+        let permit = self
+            .connections
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| Error::internal("the connection limiter is closed"))?;
         tokio::task::spawn_blocking(move || {
             let _entered = span.enter();
+            let _permit = permit;
             let mut conn = pool
                 .get()
                 .map_err(|e| Error::storage(format!("no database connection: {e}")))?;

@@ -255,7 +255,8 @@ impl Provider for LocalProvider {
             cfg: self.config.clone(),
         };
         tracing::debug!(kinds = ?plan.kinds, path = ?plan.disk_path, "Local analysis planned.");
-        let recs = tokio::task::spawn_blocking(move || run(&eff, &plan))
+        let evidence = Evidence::gather(&eff, &plan).await?;
+        let recs = tokio::task::spawn_blocking(move || run(&eff, &plan, &evidence))
             .await
             .map_err(|e| Error::internal(format!("local analysis task failed: {e}")))??;
         Ok(AnalysisOutput {
@@ -271,20 +272,89 @@ impl Provider for LocalProvider {
     }
 }
 
-fn run(eff: &Effective, plan: &plan::Plan) -> Result<Vec<Recommendation>> {
+/// The process measurements an analysis needs, taken before its blocking part.
+///
+/// Waiting for a measurement holds no thread: an alert storm puts dozens of analyses in the
+/// CPU window at once, and a thread each (with a malloc arena each) was most of the server's
+/// memory under load (issue 8).
+#[derive(Default)]
+struct Evidence {
+    memory: Option<Arc<procs::MemorySample>>,
+    cpu: Option<Arc<procs::CpuSample>>,
+    /// The general analysis's reasons to look at memory and at CPU.
+    memory_why: Option<String>,
+    cpu_why: Option<String>,
+    memory_used_percent: f64,
+}
+
+impl Evidence {
+    async fn gather(eff: &Effective, plan: &plan::Plan) -> Result<Self> {
+        let mut ev = Evidence::default();
+        let (want_memory, want_cpu) = if plan.kinds.is_empty() {
+            // The general analysis looks where there is pressure.
+            let mem = procs::memory_used_percent()?;
+            ev.memory_used_percent = mem;
+            if mem > eff.cfg.memory_percent {
+                ev.memory_why = Some(format!(
+                    "RAM use {mem:.1}% is above {:.0}%",
+                    eff.cfg.memory_percent
+                ));
+            }
+            if let Some(load) = procs::load_per_core().filter(|l| *l > 1.0) {
+                ev.cpu_why = Some(format!("the 1-minute load is {load:.2} per core"));
+            }
+            (ev.memory_why.is_some(), ev.cpu_why.is_some())
+        } else {
+            (
+                plan.kinds.contains(&AnalysisKind::Memory),
+                plan.kinds.contains(&AnalysisKind::Cpu),
+            )
+        };
+        let window = Duration::from_millis(eff.cfg.cpu_window_ms);
+        let (memory, cpu) = tokio::join!(
+            async {
+                match want_memory {
+                    true => procs::memory_sample().await.map(Some),
+                    false => Ok(None),
+                }
+            },
+            async {
+                match want_cpu {
+                    true => procs::cpu_sample(window).await.map(Some),
+                    false => Ok(None),
+                }
+            }
+        );
+        ev.memory = memory?;
+        ev.cpu = cpu?;
+        Ok(ev)
+    }
+
+    fn memory(&self) -> Result<&procs::MemorySample> {
+        self.memory
+            .as_deref()
+            .ok_or_else(|| Error::internal("the memory sample was not taken"))
+    }
+
+    fn cpu(&self) -> Result<&procs::CpuSample> {
+        self.cpu
+            .as_deref()
+            .ok_or_else(|| Error::internal("the CPU sample was not taken"))
+    }
+}
+
+fn run(eff: &Effective, plan: &plan::Plan, ev: &Evidence) -> Result<Vec<Recommendation>> {
     let mut walks = Walks::new(Duration::from_secs_f64(eff.cfg.scan_timeout_secs));
     if plan.kinds.is_empty() {
-        return general(eff, plan, &mut walks);
+        return general(eff, plan, ev, &mut walks);
     }
     let mut recs = Vec::new();
     for kind in &plan.kinds {
         match kind {
-            AnalysisKind::Memory => recs.push(procs::memory(eff.top_n, &plan.reasons)?),
-            AnalysisKind::Cpu => recs.push(procs::cpu(
-                eff.top_n,
-                Duration::from_millis(eff.cfg.cpu_window_ms),
-                &plan.reasons,
-            )?),
+            AnalysisKind::Memory => {
+                recs.push(procs::memory(ev.memory()?, eff.top_n, &plan.reasons))
+            }
+            AnalysisKind::Cpu => recs.push(procs::cpu(ev.cpu()?, eff.top_n, &plan.reasons)),
             AnalysisKind::Disk => recs.extend(disk_for_plan(eff, plan, &mut walks)?),
         }
     }
@@ -703,25 +773,23 @@ fn rank(p: Priority) -> u8 {
 
 /// No incident and no explicit analysis: memory if RAM use is high, CPU if the load exceeds the
 /// cores, disk for every filesystem over its threshold, else one "healthy" summary.
-fn general(eff: &Effective, plan: &plan::Plan, walks: &mut Walks) -> Result<Vec<Recommendation>> {
+fn general(
+    eff: &Effective,
+    plan: &plan::Plan,
+    ev: &Evidence,
+    walks: &mut Walks,
+) -> Result<Vec<Recommendation>> {
     let mut recs = Vec::new();
-    let mem = procs::memory_used_percent()?;
+    let mem = ev.memory_used_percent;
     let mut reasons = plan.reasons.clone();
-    if mem > eff.cfg.memory_percent {
-        reasons.push(format!(
-            "RAM use {mem:.1}% is above {:.0}%",
-            eff.cfg.memory_percent
-        ));
-        recs.push(procs::memory(eff.top_n, &reasons)?);
+    if let Some(why) = &ev.memory_why {
+        reasons.push(why.clone());
+        recs.push(procs::memory(ev.memory()?, eff.top_n, &reasons));
     }
-    if let Some(load) = procs::load_per_core().filter(|l| *l > 1.0) {
+    if let Some(why) = &ev.cpu_why {
         let mut r = reasons.clone();
-        r.push(format!("the 1-minute load is {load:.2} per core"));
-        recs.push(procs::cpu(
-            eff.top_n,
-            Duration::from_millis(eff.cfg.cpu_window_ms),
-            &r,
-        )?);
+        r.push(why.clone());
+        recs.push(procs::cpu(ev.cpu()?, eff.top_n, &r));
     }
     let all = filesystems();
     let roots: Vec<PathBuf> = eff

@@ -1,6 +1,6 @@
 //! Memory and CPU evidence: processes measured with sysinfo, and the recommendations built on it.
 
-use std::sync::{Arc, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -147,38 +147,47 @@ fn memory_priority(used_percent: f64) -> Priority {
 /// An alert storm asks for the same evidence many times a second, and each measurement reads
 /// every process (twice, a window apart, for CPU), formats and redacts every command line, and
 /// holds a thread: measured per run, the evidence cost more CPU than the alerts. Measurements
-/// run one at a time; the callers that asked meanwhile wait and then share the next one. A
-/// caller is never given a sample that started before it asked, so the evidence is always
-/// measured after the alert (and a process started before the request is in it).
+/// run one at a time, each on one blocking thread; the callers that asked meanwhile wait
+/// without holding a thread, and then share the next one. A caller is never given a sample that
+/// started before it asked, so the evidence is always measured after the alert (and a process
+/// started before the request is in it).
 struct Shared<T> {
-    last: std::sync::Mutex<Option<(Instant, Arc<T>)>>,
+    last: tokio::sync::Mutex<Option<(Instant, Arc<T>)>>,
 }
 
-impl<T> Shared<T> {
+impl<T: Send + Sync + 'static> Shared<T> {
     const fn new() -> Self {
         Self {
-            last: std::sync::Mutex::new(None),
+            last: tokio::sync::Mutex::const_new(None),
         }
     }
 
     /// The first sample that started at or after `asked`, measuring it if none has.
-    fn get(&self, asked: Instant, measure: impl FnOnce() -> Result<T>) -> Result<Arc<T>> {
+    async fn get(
+        &self,
+        asked: Instant,
+        measure: impl FnOnce() -> Result<T> + Send + 'static,
+    ) -> Result<Arc<T>> {
         // Held while measuring: that is what makes the callers who arrive meanwhile wait.
-        let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut last = self.last.lock().await;
         if let Some((started, sample)) = &*last
             && *started >= asked
         {
             return Ok(sample.clone());
         }
         let started = Instant::now();
-        let sample = Arc::new(measure()?);
+        let sample = Arc::new(
+            tokio::task::spawn_blocking(measure)
+                .await
+                .map_err(|e| Error::internal(format!("process measurement failed: {e}")))??,
+        );
         *last = Some((started, sample.clone()));
         Ok(sample)
     }
 }
 
 /// Every process by resident memory, with the system's memory figures.
-struct MemorySample {
+pub struct MemorySample {
     facts: MemoryFacts,
     /// Largest first.
     procs: Vec<ProcessInfo>,
@@ -207,9 +216,13 @@ fn measure_memory() -> Result<MemorySample> {
     })
 }
 
-/// The memory recommendation: the top `top_n` processes by resident memory.
-pub fn memory(top_n: usize, reasons: &[String]) -> Result<Recommendation> {
-    let sample = MEMORY_SAMPLES.get(Instant::now(), measure_memory)?;
+/// A memory sample taken after this call (shared with the callers of the moment).
+pub async fn memory_sample() -> Result<Arc<MemorySample>> {
+    MEMORY_SAMPLES.get(Instant::now(), measure_memory).await
+}
+
+/// The memory recommendation from `sample`: the top `top_n` processes by resident memory.
+pub fn memory(sample: &MemorySample, top_n: usize, reasons: &[String]) -> Recommendation {
     let facts = &sample.facts;
     let procs: Vec<&ProcessInfo> = sample.procs.iter().take(top_n).collect();
     let held: u64 = procs.iter().map(|p| p.memory_bytes).sum();
@@ -280,7 +293,7 @@ pub fn memory(top_n: usize, reasons: &[String]) -> Result<Recommendation> {
     } else {
         actions.push("No action is urgent; watch the trend of the largest processes.".to_owned());
     }
-    Ok(Recommendation {
+    Recommendation {
         kind: RecommendationType::Memory,
         priority,
         title,
@@ -294,11 +307,11 @@ pub fn memory(top_n: usize, reasons: &[String]) -> Result<Recommendation> {
         }),
         actions,
         incident_id: None,
-    })
+    }
 }
 
 /// CPU over one window: every process that used some, busiest first, and the system figures.
-struct CpuSample {
+pub struct CpuSample {
     window: Duration,
     measured_ms: u64,
     cores: usize,
@@ -346,15 +359,24 @@ fn measure_cpu(window: Duration) -> Result<CpuSample> {
     })
 }
 
-/// The CPU recommendation: the top `top_n` processes by CPU over `window`, and load averages.
-pub fn cpu(top_n: usize, window: Duration, reasons: &[String]) -> Result<Recommendation> {
+/// A CPU sample over `window` that started after this call (shared with the callers of the
+/// moment).
+pub async fn cpu_sample(window: Duration) -> Result<Arc<CpuSample>> {
     let asked = Instant::now();
-    let mut sample = CPU_SAMPLES.get(asked, || measure_cpu(window))?;
-    if sample.window != window {
-        // Shared with a caller that asked for another window: measure this one (the sample
-        // just taken started after `asked`, so this measures anew).
-        sample = CPU_SAMPLES.get(Instant::now(), || measure_cpu(window))?;
+    let sample = CPU_SAMPLES.get(asked, move || measure_cpu(window)).await?;
+    if sample.window == window {
+        return Ok(sample);
     }
+    // Shared with a caller that asked for another window: measure this one (the sample just
+    // taken started after `asked`, so this measures anew).
+    CPU_SAMPLES
+        .get(Instant::now(), move || measure_cpu(window))
+        .await
+}
+
+/// The CPU recommendation from `sample`: the top `top_n` processes by CPU over its window, and
+/// load averages.
+pub fn cpu(sample: &CpuSample, top_n: usize, reasons: &[String]) -> Recommendation {
     let (measured_ms, cores, busy) = (sample.measured_ms, sample.cores, sample.busy);
     let load = sample.load.as_ref();
     let procs: Vec<&ProcessInfo> = sample.procs.iter().take(top_n).collect();
@@ -447,7 +469,7 @@ pub fn cpu(top_n: usize, window: Duration, reasons: &[String]) -> Result<Recomme
     } else {
         actions.push("No action is urgent; CPU headroom remains.".to_owned());
     }
-    Ok(Recommendation {
+    Recommendation {
         kind: RecommendationType::Cpu,
         priority,
         title,
@@ -463,7 +485,7 @@ pub fn cpu(top_n: usize, window: Duration, reasons: &[String]) -> Result<Recomme
         }),
         actions,
         incident_id: None,
-    })
+    }
 }
 
 /// `(load1, cores)`, for the general scan's decision.
