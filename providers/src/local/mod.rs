@@ -291,8 +291,13 @@ impl Evidence {
     async fn gather(eff: &Effective, plan: &plan::Plan) -> Result<Self> {
         let mut ev = Evidence::default();
         let (want_memory, want_cpu) = if plan.kinds.is_empty() {
-            // The general analysis looks where there is pressure.
-            let mem = procs::memory_used_percent()?;
+            // The general analysis looks where there is pressure; reading it is file I/O
+            // (`/proc/meminfo`, `/proc/loadavg`), so it runs on the blocking pool.
+            let (mem, load) = tokio::task::spawn_blocking(|| {
+                Ok::<_, Error>((procs::memory_used_percent()?, procs::load_per_core()))
+            })
+            .await
+            .map_err(|e| Error::internal(format!("local analysis task failed: {e}")))??;
             ev.memory_used_percent = mem;
             if mem > eff.cfg.memory_percent {
                 ev.memory_why = Some(format!(
@@ -300,7 +305,7 @@ impl Evidence {
                     eff.cfg.memory_percent
                 ));
             }
-            if let Some(load) = procs::load_per_core().filter(|l| *l > 1.0) {
+            if let Some(load) = load.filter(|l| *l > 1.0) {
                 ev.cpu_why = Some(format!("the 1-minute load is {load:.2} per core"));
             }
             (ev.memory_why.is_some(), ev.cpu_why.is_some())
