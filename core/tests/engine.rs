@@ -601,3 +601,112 @@ async fn a_run_queued_in_a_write_starts_here_once_it_commits_and_never_if_it_rol
         }
     }
 }
+
+#[tokio::test]
+async fn a_run_queued_and_started_in_one_write_is_stored_claimed_and_runs_once_it_commits() {
+    for db in testing::all().await {
+        let e = engine(&db).with_poll_interval(Duration::from_secs(3600));
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let handles = e.spawn_workers(1, rx);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let d = def(json!({"version": "1", "nodes": [{"id": "only", "type": "test"}]}));
+
+        // Stored claimed at once: the row a claim leaves, and what the caller gets is that row.
+        let (e1, s1) = (e.clone(), submit(d.clone()));
+        let (returned, stored) = db
+            .store
+            .write(move |c| {
+                let run = e1.enqueue_and_start(c, &s1)?;
+                let stored = store::get_pipeline_run(c, &run.run_id)?;
+                Ok((run, stored))
+            })
+            .await
+            .unwrap();
+        assert_eq!(returned.status, PipelineStatus::Processing, "{}", db.label);
+        assert_eq!(returned.attempts, 1, "{}", db.label);
+        assert!(returned.started_at.is_some(), "{}", db.label);
+        assert!(
+            returned
+                .lease_owner
+                .as_deref()
+                .is_some_and(|o| o.ends_with(&format!("#local#{}", returned.run_id))),
+            "{}: {:?}",
+            db.label,
+            returned.lease_owner
+        );
+        assert_eq!(stored.status, returned.status, "{}", db.label);
+        assert_eq!(stored.attempts, returned.attempts, "{}", db.label);
+        assert_eq!(stored.lease_owner, returned.lease_owner, "{}", db.label);
+        assert!(stored.lease_expires_at.is_some(), "{}", db.label);
+
+        // Rolled back: nothing is stored and nothing runs.
+        let (e2, s2) = (e.clone(), submit(d.clone()));
+        let rolled_back = db
+            .store
+            .write(move |c| {
+                let run = e2.enqueue_and_start(c, &s2)?;
+                Err::<(), _>(Error::invalid_input(run.run_id))
+            })
+            .await
+            .unwrap_err()
+            .message()
+            .to_owned();
+
+        // An engine without workers here only queues it, as `enqueue_in` would.
+        let idle = engine(&db);
+        let s3 = submit(d.clone());
+        let queued = db
+            .store
+            .write(move |c| idle.enqueue_and_start(c, &s3))
+            .await
+            .unwrap();
+        assert_eq!(queued.status, PipelineStatus::Pending, "{}", db.label);
+        assert_eq!(queued.attempts, 0, "{}", db.label);
+        assert_eq!(queued.lease_owner, None, "{}", db.label);
+
+        let id = returned.run_id.clone();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let i = id.clone();
+            let run = db
+                .store
+                .run(move |c| store::get_pipeline_run(c, &i))
+                .await
+                .unwrap();
+            if run.completed_at.is_some() {
+                assert_eq!(run.status, PipelineStatus::Notified, "{}", db.label);
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{}: the committed run never ran ({:?})",
+                db.label,
+                run.status
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(count(&id, "only"), 1, "{}", db.label);
+        let execs = executions(&db, &id).await;
+        assert_eq!(execs.len(), 1, "{}: {execs:?}", db.label);
+        assert_eq!(execs[0].attempt, 1, "{}", db.label);
+        assert_eq!(count(&rolled_back, "only"), 0, "{}", db.label);
+        let rb = rolled_back.clone();
+        let gone = db
+            .store
+            .run(move |c| store::get_pipeline_run(c, &rb))
+            .await
+            .unwrap_err();
+        assert_eq!(gone.kind(), ErrorKind::NotFound, "{}", db.label);
+        let q = queued.run_id.clone();
+        let still = db
+            .store
+            .run(move |c| store::get_pipeline_run(c, &q))
+            .await
+            .unwrap();
+        assert_eq!(still.status, PipelineStatus::Pending, "{}", db.label);
+        tx.send(true).unwrap();
+        for h in handles {
+            h.await.unwrap();
+        }
+    }
+}

@@ -14,9 +14,9 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::{Claim, Engine, queue};
+use super::{Claim, Engine, Queued, queue};
 use crate::domain::PipelineRun;
 use crate::error::Result;
 use crate::store::{self, AnyConnection};
@@ -94,13 +94,7 @@ impl Engine {
     /// [`crate::store::Store::write`] is running on this thread; the run then stays queued for
     /// any worker. See the module documentation.
     pub fn start_after_commit(&self, conn: &mut AnyConnection, run: &PipelineRun) -> Result<bool> {
-        let Some(runtime) = self.local.runtime.get().cloned() else {
-            return Ok(false);
-        };
-        if !store::in_write() {
-            return Ok(false);
-        }
-        let Ok(permit) = self.local.permits.clone().try_acquire_owned() else {
+        let Some(slot) = self.local_slot() else {
             return Ok(false);
         };
         let owner = format!("{}#local#{}", self.worker_id, run.id);
@@ -109,8 +103,50 @@ impl Engine {
             return Ok(false);
         };
         let claim = Claim::load(conn, &self.tocsin, claimed, self.lease_margin)?;
-        let (engine, local, run_id) = (self.clone(), self.local.clone(), run.run_id.clone());
-        Ok(store::after_commit(move || {
+        Ok(self.run_after_commit(slot, claim))
+    }
+
+    /// Queues a run of `submit` in the write running on this thread, like
+    /// [`super::enqueue_in`], and when [`Engine::start_after_commit`] would start it, stores it
+    /// claimed at once and starts it the same way; nothing it wrote is read back. Returns the run
+    /// as stored.
+    pub fn enqueue_and_start(
+        &self,
+        conn: &mut AnyConnection,
+        submit: &super::Submit,
+    ) -> Result<PipelineRun> {
+        let queued = Queued::prepare(conn, &self.tocsin, submit)?;
+        let Some(slot) = self.local_slot() else {
+            return store::insert_pipeline_run(conn, &queued.row);
+        };
+        let owner = format!("{}#local#{}", self.worker_id, queued.row.run_id);
+        let run =
+            store::insert_claimed_pipeline_run(conn, &queued.row, &owner, self.claim_lease())?;
+        let claim = Claim::fresh(conn, &self.tocsin, run.clone(), queued, self.lease_margin)?;
+        self.run_after_commit(slot, claim);
+        Ok(run)
+    }
+
+    /// Room to start a run here: the runtime and a permit; `None` outside a write, without
+    /// workers here, or when they are all busy.
+    fn local_slot(&self) -> Option<(tokio::runtime::Handle, OwnedSemaphorePermit)> {
+        let runtime = self.local.runtime.get().cloned()?;
+        if !store::in_write() {
+            return None;
+        }
+        let permit = self.local.permits.clone().try_acquire_owned().ok()?;
+        Some((runtime, permit))
+    }
+
+    /// Hands `claim` to the runtime once the write on this thread commits. A claim whose write
+    /// ran on no such thread (false) is left to its lease: a worker takes it when it runs out.
+    fn run_after_commit(
+        &self,
+        (runtime, permit): (tokio::runtime::Handle, OwnedSemaphorePermit),
+        claim: Claim,
+    ) -> bool {
+        let (engine, local, run_id) = (self.clone(), self.local.clone(), claim.run.run_id.clone());
+        store::after_commit(move || {
             local.remember(run_id);
             runtime.spawn(async move {
                 let _permit = permit;
@@ -118,6 +154,6 @@ impl Engine {
                     tracing::warn!(error = %e, "A run started after its ingest could not finish here; its lease will let a worker take it over.");
                 }
             });
-        }))
+        })
     }
 }

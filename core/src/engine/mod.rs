@@ -132,29 +132,43 @@ pub fn enqueue_in(
     tocsin: &Tocsin,
     submit: &Submit,
 ) -> Result<PipelineRun> {
-    // A stored definition is read once per run queued (this runs in the ingest transaction).
-    let (definition, max_retries) = match (&submit.definition, &submit.inline_definition) {
-        (Some(name), _) => {
-            let d = resolve_definition(conn, Some(name))?;
-            check_valid(&d, tocsin)?;
-            (None, d.defaults.max_retries)
-        }
-        (None, Some(d)) => {
-            check_valid(d, tocsin)?;
-            (Some(d.clone()), d.defaults.max_retries)
-        }
-        (None, None) => (None, definition::Defaults::default().max_retries),
-    };
-    let envelope = Envelope {
-        payload: submit.payload.clone(),
-        driver: submit.driver.clone(),
-        incident_id: submit.incident_id,
-        definition,
-        extra: submit.extra.clone(),
-    };
-    store::insert_pipeline_run(
-        conn,
-        &NewPipelineRun {
+    let queued = Queued::prepare(conn, tocsin, submit)?;
+    store::insert_pipeline_run(conn, &queued.row)
+}
+
+/// A run about to be queued: its row, and what a claim in the same transaction would otherwise
+/// read back (the definition, the envelope).
+struct Queued {
+    row: NewPipelineRun,
+    envelope: Envelope,
+    definition: Definition,
+}
+
+impl Queued {
+    /// Resolves and checks the definition (a stored one is read once per run queued: this runs
+    /// in the ingest transaction) and builds the row.
+    fn prepare(conn: &mut AnyConnection, tocsin: &Tocsin, submit: &Submit) -> Result<Self> {
+        let (definition, inline) = match (&submit.definition, &submit.inline_definition) {
+            (Some(name), _) => {
+                let d = resolve_definition(conn, Some(name))?;
+                check_valid(&d, tocsin)?;
+                (d, None)
+            }
+            (None, Some(d)) => {
+                check_valid(d, tocsin)?;
+                (d.clone(), Some(d.clone()))
+            }
+            (None, None) => (Definition::default_pipeline(), None),
+        };
+        let max_retries = definition.defaults.max_retries;
+        let envelope = Envelope {
+            payload: submit.payload.clone(),
+            driver: submit.driver.clone(),
+            incident_id: submit.incident_id,
+            definition: inline,
+            extra: submit.extra.clone(),
+        };
+        let row = NewPipelineRun {
             run_id: new_id(),
             trace_id: submit
                 .trace_id
@@ -174,8 +188,13 @@ pub fn enqueue_in(
                 .unwrap_or_else(|| tocsin.config().environment.clone()),
             max_retries: i32::try_from(max_retries).unwrap_or(i32::MAX),
             inbound_payload: serde_json::to_value(&envelope)?,
-        },
-    )
+        };
+        Ok(Self {
+            row,
+            envelope,
+            definition,
+        })
+    }
 }
 
 fn check_valid(d: &Definition, tocsin: &Tocsin) -> Result<()> {
@@ -885,6 +904,31 @@ impl Claim {
             let executions = store::list_stage_executions(c, run.id)?;
             Ok(Progress::new(&run, &envelope, def, executions))
         })();
+        Self::begin(c, tocsin, run, loaded, lease_margin)
+    }
+
+    /// Like [`Claim::load`] for a run queued and claimed in the transaction still open on `c`:
+    /// its definition and envelope are those just written, and it has no earlier attempts, so
+    /// nothing is read back.
+    fn fresh(
+        c: &mut AnyConnection,
+        tocsin: &Tocsin,
+        run: PipelineRun,
+        queued: Queued,
+        lease_margin: Duration,
+    ) -> Result<Self> {
+        let progress = Progress::new(&run, &queued.envelope, queued.definition, Vec::new());
+        Self::begin(c, tocsin, run, Ok(progress), lease_margin)
+    }
+
+    /// Starts the first node to run (running before it the nodes that need no I/O).
+    fn begin(
+        c: &mut AnyConnection,
+        tocsin: &Tocsin,
+        run: PipelineRun,
+        loaded: Result<Progress>,
+        lease_margin: Duration,
+    ) -> Result<Self> {
         let mut claim = Self {
             run,
             loaded,

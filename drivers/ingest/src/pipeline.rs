@@ -31,7 +31,7 @@ pub fn enqueue_hook(tocsin: Tocsin, definition: Option<String>) -> TxHook {
 }
 
 /// Like [`enqueue_hook`], and each run starts in this process as soon as the transaction commits
-/// when the engine's workers here have room ([`engine::Engine::start_after_commit`]); the others
+/// when the engine's workers here have room ([`engine::Engine::enqueue_and_start`]); the others
 /// wait in the queue as before.
 pub fn starting_hook(engine: engine::Engine, definition: Option<String>) -> TxHook {
     hook(engine.tocsin().clone(), Some(engine), definition)
@@ -55,10 +55,10 @@ fn hook(tocsin: Tocsin, engine: Option<engine::Engine>, definition: Option<Strin
                 extra,
                 ..Submit::default()
             };
-            let run = engine::enqueue_in(conn, &tocsin, &submit)?;
-            if let Some(e) = &engine {
-                e.start_after_commit(conn, &run)?;
-            }
+            let run = match &engine {
+                Some(e) => e.enqueue_and_start(conn, &submit)?,
+                None => engine::enqueue_in(conn, &tocsin, &submit)?,
+            };
             ids.push(run.run_id);
         }
         Ok(ids)

@@ -1,6 +1,7 @@
 //! `tocsin serve`: the HTTP API, pipeline workers, the CPU sampler and scheduled checks, with a
 //! clean shutdown on SIGINT and SIGTERM.
 
+use std::future::IntoFuture;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -105,10 +106,16 @@ pub async fn run(args: ServeArgs, app: &App) -> anyhow::Result<ExitCode> {
         version = tocsin_core::VERSION,
         "tocsin is serving on http://{local}/"
     );
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("server failed")?;
+    // On a worker thread, not on the thread that blocks on this function: a connection the
+    // accept loop spawns then starts on the worker that accepted it, without waking another.
+    tokio::spawn(
+        axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown_signal())
+            .into_future(),
+    )
+    .await
+    .context("the server task failed")?
+    .context("server failed")?;
     let _ = stop_tx.send(true);
     for w in workers {
         // A worker finishes the node it is running; a slow one is left to its lease.
