@@ -40,6 +40,7 @@ use crate::domain::{PipelineRun, PipelineStatus, StageExecution, StageStatus, ne
 use crate::error::{Error, ErrorKind, Result};
 use crate::plugin::StageContext;
 use crate::store::schema::{pipeline_runs, stage_executions};
+use crate::store::update::Update;
 use crate::store::{self, AnyConnection, NewPipelineRun, NewStageExecution, json_to, now};
 
 /// Largest stored snapshot, in bytes of JSON; larger ones keep a preview.
@@ -743,16 +744,14 @@ impl Engine {
                 let t = now();
                 let total = started_at
                     .map(|s| (t - s.naive_utc()).num_microseconds().unwrap_or(0) as f64 / 1000.0);
-                diesel::update(pipeline_runs::table.find(pk))
-                    .set((
-                        pipeline_runs::status.eq(final_status.as_str()),
-                        pipeline_runs::completed_at.eq(Some(t)),
-                        pipeline_runs::updated_at.eq(t),
-                        pipeline_runs::total_duration_ms.eq(total),
-                        pipeline_runs::lease_owner.eq(None::<String>),
-                        pipeline_runs::lease_expires_at.eq(None::<NaiveDateTime>),
-                        pipeline_runs::next_attempt_at.eq(None::<NaiveDateTime>),
-                    ))
+                Update::by_id("pipeline_runs", pk)
+                    .set(pipeline_runs::status, final_status.as_str())
+                    .set(pipeline_runs::completed_at, Some(t))
+                    .set(pipeline_runs::updated_at, t)
+                    .set(pipeline_runs::total_duration_ms, total)
+                    .set(pipeline_runs::lease_owner, None::<&str>)
+                    .set(pipeline_runs::lease_expires_at, None::<NaiveDateTime>)
+                    .set(pipeline_runs::next_attempt_at, None::<NaiveDateTime>)
                     .execute(c)?;
                 load_run(c, pk)
             })
@@ -1145,11 +1144,9 @@ fn succeeded(
             ms,
         )?;
         if let Some(s) = status {
-            diesel::update(pipeline_runs::table.find(pk))
-                .set((
-                    pipeline_runs::status.eq(s.as_str()),
-                    pipeline_runs::updated_at.eq(now()),
-                ))
+            Update::by_id("pipeline_runs", pk)
+                .set(pipeline_runs::status, s.as_str())
+                .set(pipeline_runs::updated_at, now())
                 .execute(c)?;
         }
         set_incident(c, pk, &snap)
@@ -1198,17 +1195,12 @@ fn start_node(
 ) -> Result<StartResult> {
     // Renews the lease and names the stage in one statement; no row: the lease was lost.
     let t = now();
-    let renewed = diesel::update(
-        pipeline_runs::table
-            .find(pk)
-            .filter(pipeline_runs::lease_owner.eq(owner)),
-    )
-    .set((
-        pipeline_runs::lease_expires_at.eq(Some(until)),
-        pipeline_runs::current_stage.eq(Some(node_id)),
-        pipeline_runs::updated_at.eq(t),
-    ))
-    .execute(c)?;
+    let renewed = Update::by_id("pipeline_runs", pk)
+        .set(pipeline_runs::lease_expires_at, Some(until))
+        .set(pipeline_runs::current_stage, Some(node_id))
+        .set(pipeline_runs::updated_at, t)
+        .filter_eq(pipeline_runs::lease_owner, owner)
+        .execute(c)?;
     if renewed != 1 {
         return Ok(Err(load_run(c, pk)?));
     }
@@ -1256,17 +1248,19 @@ fn finish_execution(
     skip_reason: Option<&str>,
     ms: f64,
 ) -> Result<()> {
-    diesel::update(stage_executions::table.find(exec_id))
-        .set((
-            stage_executions::status.eq(status.as_str()),
-            stage_executions::output_snapshot.eq(json_to(&crate::secret::redact(output))?),
-            stage_executions::error_type.eq(err.map(|e| e.kind().as_str())),
-            stage_executions::error_message.eq(err.map(|e| e.message().to_owned())),
-            stage_executions::error_retryable.eq(err.is_some_and(Error::is_temporary)),
-            stage_executions::skip_reason.eq(skip_reason),
-            stage_executions::completed_at.eq(Some(now())),
-            stage_executions::duration_ms.eq(Some(ms)),
-        ))
+    let snapshot = json_to(&crate::secret::redact(output))?;
+    Update::by_id("stage_executions", exec_id)
+        .set(stage_executions::status, status.as_str())
+        .set(stage_executions::output_snapshot, &snapshot)
+        .set(stage_executions::error_type, err.map(|e| e.kind().as_str()))
+        .set(stage_executions::error_message, err.map(Error::message))
+        .set(
+            stage_executions::error_retryable,
+            err.is_some_and(Error::is_temporary),
+        )
+        .set(stage_executions::skip_reason, skip_reason)
+        .set(stage_executions::completed_at, Some(now()))
+        .set(stage_executions::duration_ms, Some(ms))
         .execute(c)?;
     Ok(())
 }
@@ -1296,13 +1290,10 @@ fn schedule_retry(
 
 fn set_incident(c: &mut AnyConnection, pk: i64, output: &Value) -> Result<()> {
     if let Some(id) = output.get("incident_id").and_then(Value::as_i64) {
-        diesel::update(
-            pipeline_runs::table
-                .find(pk)
-                .filter(pipeline_runs::incident_id.is_null()),
-        )
-        .set(pipeline_runs::incident_id.eq(Some(id)))
-        .execute(c)?;
+        Update::by_id("pipeline_runs", pk)
+            .set(pipeline_runs::incident_id, Some(id))
+            .filter_null(pipeline_runs::incident_id)
+            .execute(c)?;
     }
     Ok(())
 }

@@ -10,6 +10,7 @@ use diesel::prelude::*;
 
 use super::rows::{AlertRow, IncidentRow};
 use super::schema::{alerts, incidents};
+use super::update::Update;
 use super::{AnyConnection, json_to, now};
 use crate::domain::{Alert, AlertStatus, Incident, IncidentStatus, Labels, Severity};
 use crate::error::{Error, Result};
@@ -66,21 +67,24 @@ pub struct AlertUpdate {
 
 /// Replaces an alert's mutable fields and stamps `updated_at`.
 pub fn update_alert(conn: &mut AnyConnection, id: i64, u: &AlertUpdate) -> Result<Alert> {
-    let n = diesel::update(alerts::table.find(id))
-        .set((
-            alerts::name.eq(&u.name),
-            alerts::severity.eq(u.severity.as_str()),
-            alerts::status.eq(u.status.as_str()),
-            alerts::description.eq(&u.description),
-            alerts::labels.eq(json_to(&u.labels)?),
-            alerts::annotations.eq(json_to(&u.annotations)?),
-            alerts::raw_payload.eq(json_to(&u.raw_payload)?),
-            alerts::trace_id.eq(&u.trace_id),
-            alerts::started_at.eq(u.started_at.naive_utc()),
-            alerts::ended_at.eq(u.ended_at.map(|t| t.naive_utc())),
-            alerts::updated_at.eq(now()),
-            alerts::incident_id.eq(u.incident_id),
-        ))
+    let (labels, annotations, raw) = (
+        json_to(&u.labels)?,
+        json_to(&u.annotations)?,
+        json_to(&u.raw_payload)?,
+    );
+    let n = Update::by_id("alerts", id)
+        .set(alerts::name, &u.name)
+        .set(alerts::severity, u.severity.as_str())
+        .set(alerts::status, u.status.as_str())
+        .set(alerts::description, &u.description)
+        .set(alerts::labels, &labels)
+        .set(alerts::annotations, &annotations)
+        .set(alerts::raw_payload, &raw)
+        .set(alerts::trace_id, &u.trace_id)
+        .set(alerts::started_at, u.started_at.naive_utc())
+        .set(alerts::ended_at, u.ended_at.map(|t| t.naive_utc()))
+        .set(alerts::updated_at, now())
+        .set(alerts::incident_id, u.incident_id)
         .execute(conn)?;
     if n == 0 {
         return Err(Error::not_found(format!("alert {id} not found")));
@@ -100,8 +104,8 @@ fn get_alert_row(conn: &mut AnyConnection, id: i64) -> Result<Alert> {
 
 /// Stamps an alert's `updated_at` and nothing else (an identical re-send).
 pub fn touch_alert(conn: &mut AnyConnection, id: i64) -> Result<()> {
-    diesel::update(alerts::table.find(id))
-        .set(alerts::updated_at.eq(now()))
+    Update::by_id("alerts", id)
+        .set(alerts::updated_at, now())
         .execute(conn)?;
     Ok(())
 }
@@ -128,11 +132,9 @@ pub fn set_incident_severity(
     incident_id: i64,
     severity: Severity,
 ) -> Result<()> {
-    let n = diesel::update(incidents::table.find(incident_id))
-        .set((
-            incidents::severity.eq(severity.as_str()),
-            incidents::updated_at.eq(now()),
-        ))
+    let n = Update::by_id("incidents", incident_id)
+        .set(incidents::severity, severity.as_str())
+        .set(incidents::updated_at, now())
         .execute(conn)?;
     if n == 0 {
         return Err(Error::not_found(format!(
@@ -144,8 +146,8 @@ pub fn set_incident_severity(
 
 /// Stamps an incident's `updated_at`.
 pub fn touch_incident(conn: &mut AnyConnection, incident_id: i64) -> Result<()> {
-    diesel::update(incidents::table.find(incident_id))
-        .set(incidents::updated_at.eq(now()))
+    Update::by_id("incidents", incident_id)
+        .set(incidents::updated_at, now())
         .execute(conn)?;
     Ok(())
 }

@@ -22,6 +22,7 @@ mod records;
 pub mod rows;
 pub mod schema;
 pub mod testing;
+pub mod update;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
