@@ -316,7 +316,14 @@ pub struct StageContext {
     pub state: Value,
     /// Storage, plugins and settings.
     pub tocsin: crate::Tocsin,
+    /// What [`Stage::prefetch`] read for this attempt in the transaction that claimed the run,
+    /// when this node was the first to run after the claim; see [`StageContext::prefetched`].
+    pub prefetch: Option<Prefetched>,
 }
+
+/// What a stage read ahead in a claim's transaction ([`Stage::prefetch`]), handed to its
+/// `execute`.
+pub type Prefetched = Arc<dyn std::any::Any + Send + Sync>;
 
 impl StageContext {
     /// A context for one node attempt.
@@ -337,7 +344,13 @@ impl StageContext {
             config,
             state,
             tocsin,
+            prefetch: None,
         }
+    }
+
+    /// What this stage's [`Stage::prefetch`] read for this attempt, if it did and it is a `T`.
+    pub fn prefetched<T: 'static>(&self) -> Option<&T> {
+        self.prefetch.as_deref()?.downcast_ref::<T>()
     }
 
     /// A stable key for side effects of this node in this run (same across retries).
@@ -359,6 +372,22 @@ pub trait Stage: Send + Sync {
     /// saves a commit before the next node. `None` (the default): the node runs by `execute`.
     fn execute_inline(&self, ctx: &StageContext) -> Option<Value> {
         let _ = ctx;
+        None
+    }
+
+    /// Reads what `execute` will need from the database, inside the transaction that claims the
+    /// run, when this node is the first to run after a claim made as its run was queued (the
+    /// webhook path). That connection has just written those rows, so the read costs little there,
+    /// and `execute` starts without waiting for a pooled connection whose cache the write emptied.
+    /// The engine hands the result to `execute` as [`StageContext::prefetched`]. Read only, and
+    /// quick: it holds the write lock. `None` (the default, and on any error): `execute` reads
+    /// for itself.
+    fn prefetch(
+        &self,
+        conn: &mut crate::store::AnyConnection,
+        ctx: &StageContext,
+    ) -> Option<Prefetched> {
+        let _ = (conn, ctx);
         None
     }
 }

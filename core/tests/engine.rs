@@ -65,8 +65,18 @@ impl Stage for TestStage {
             .map(|m| m.keys().cloned().collect())
             .unwrap_or_default();
         Ok(
-            json!({"seen": seen, "echo": ctx.config, "recommendations": ctx.config.get("recs").cloned().unwrap_or(json!([]))}),
+            json!({"seen": seen, "echo": ctx.config, "recommendations": ctx.config.get("recs").cloned().unwrap_or(json!([])), "prefetched": ctx.prefetched::<String>()}),
         )
+    }
+
+    /// The run's status as the claim's transaction sees it.
+    fn prefetch(
+        &self,
+        conn: &mut store::AnyConnection,
+        ctx: &StageContext,
+    ) -> Option<tocsin_core::plugin::Prefetched> {
+        let run = store::get_pipeline_run(conn, &ctx.run_id).ok()?;
+        Some(Arc::new(format!("{}:{}", ctx.node_id, run.status.as_str())))
     }
 }
 
@@ -587,6 +597,14 @@ async fn a_run_queued_in_a_write_starts_here_once_it_commits_and_never_if_it_rol
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         assert_eq!(count(&id, "only"), 1, "{}", db.label);
+        // Claimed from the queue, not as it was queued: nothing was read ahead.
+        let execs = executions(&db, &id).await;
+        assert_eq!(
+            execs[0].output_snapshot["prefetched"],
+            Value::Null,
+            "{}",
+            db.label
+        );
         assert_eq!(count(&rolled_back, "only"), 0, "{}", db.label);
         let rb = rolled_back.clone();
         let gone = db
@@ -609,7 +627,9 @@ async fn a_run_queued_and_started_in_one_write_is_stored_claimed_and_runs_once_i
         let (tx, rx) = tokio::sync::watch::channel(false);
         let handles = e.spawn_workers(1, rx);
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let d = def(json!({"version": "1", "nodes": [{"id": "only", "type": "test"}]}));
+        let d = def(json!({"version": "1", "nodes": [
+            {"id": "only", "type": "test", "next": "then"},
+            {"id": "then", "type": "test"}]}));
 
         // Stored claimed at once: the row a claim leaves, and what the caller gets is that row.
         let (e1, s1) = (e.clone(), submit(d.clone()));
@@ -687,8 +707,23 @@ async fn a_run_queued_and_started_in_one_write_is_stored_claimed_and_runs_once_i
         }
         assert_eq!(count(&id, "only"), 1, "{}", db.label);
         let execs = executions(&db, &id).await;
-        assert_eq!(execs.len(), 1, "{}: {execs:?}", db.label);
-        assert_eq!(execs[0].attempt, 1, "{}", db.label);
+        assert_eq!(execs.len(), 2, "{}: {execs:?}", db.label);
+        assert!(execs.iter().all(|e| e.attempt == 1), "{}", db.label);
+        // The node started in the claim's transaction got what its stage read there (the run
+        // as that transaction saw it); the next one reads for itself.
+        let prefetched = |node: &str| {
+            execs
+                .iter()
+                .find(|e| e.node_id == node)
+                .map(|e| e.output_snapshot["prefetched"].clone())
+        };
+        assert_eq!(
+            prefetched("only"),
+            Some(json!("only:processing")),
+            "{}",
+            db.label
+        );
+        assert_eq!(prefetched("then"), Some(Value::Null), "{}", db.label);
         assert_eq!(count(&rolled_back, "only"), 0, "{}", db.label);
         let rb = rolled_back.clone();
         let gone = db

@@ -602,6 +602,7 @@ impl Engine {
             loaded,
             first,
             mut owed,
+            mut prefetched,
         } = claim;
         let store = self.tocsin.store().clone();
         let owner = run.lease_owner.clone().unwrap_or_default();
@@ -610,7 +611,9 @@ impl Engine {
             Ok(p) => p,
             Err(e) => return self.fail_run(&run, &e, None, Vec::new()).await,
         };
-        tracing::info!(
+        // Debug, not info: a line per run is written before its first node, on the way to the
+        // notification (and at thousands of runs a second it costs more than the run's records).
+        tracing::debug!(
             definition = run.definition_name.as_deref().unwrap_or("default"),
             "Executing pipeline run."
         );
@@ -647,7 +650,7 @@ impl Engine {
                 }
             };
             let t0 = std::time::Instant::now();
-            let ctx = StageContext::new(
+            let mut ctx = StageContext::new(
                 self.tocsin.clone(),
                 run.run_id.clone(),
                 run.trace_id.clone(),
@@ -656,6 +659,8 @@ impl Engine {
                 node.config.clone(),
                 progress.state.clone(),
             );
+            // Only the node started in the claim's transaction has anything read ahead.
+            ctx.prefetch = prefetched.take();
             let node_span =
                 tracing::info_span!("node", node = %node.id, kind = %node.kind, attempt);
             let result = tokio::time::timeout(timeout, self.run_node(&node, &ctx))
@@ -879,6 +884,8 @@ struct Claim {
     first: Option<(NodeStart, StartResult)>,
     /// Records of nodes skipped before there was a node to start.
     owed: Vec<Deferred>,
+    /// What the first node read ahead in the claim's transaction ([`crate::plugin::Stage::prefetch`]).
+    prefetched: Option<crate::plugin::Prefetched>,
 }
 
 /// A started attempt, or the run as it is when this worker lost its lease.
@@ -917,7 +924,19 @@ impl Claim {
         lease_margin: Duration,
     ) -> Result<Self> {
         let progress = Progress::new(&run, &queued.envelope, queued.definition, Vec::new());
-        Self::begin(c, tocsin, run, Ok(progress), lease_margin)
+        let mut claim = Self::begin(c, tocsin, run, Ok(progress), lease_margin)?;
+        if let (Some((step, Ok(_))), Ok(progress)) = (&claim.first, &claim.loaded) {
+            let node = &progress.order[step.index];
+            claim.prefetched = prefetch(
+                c,
+                tocsin,
+                &claim.run,
+                node,
+                step.exec.attempt,
+                &progress.state,
+            );
+        }
+        Ok(claim)
     }
 
     /// Starts the first node to run (running before it the nodes that need no I/O).
@@ -933,6 +952,7 @@ impl Claim {
             loaded,
             first: None,
             owed: Vec::new(),
+            prefetched: None,
         };
         let Ok(progress) = &mut claim.loaded else {
             return Ok(claim);
@@ -1179,6 +1199,43 @@ fn inline_output(
         state.clone(),
     );
     stage.execute_inline(&ctx)
+}
+
+/// What `node`'s stage reads ahead in the claim's transaction ([`crate::plugin::Stage::prefetch`]).
+/// On PostgreSQL in a savepoint, so that a failed read cannot abort the transaction that stores
+/// the webhook; a failure only means the stage reads for itself.
+fn prefetch(
+    c: &mut AnyConnection,
+    tocsin: &Tocsin,
+    run: &PipelineRun,
+    node: &Node,
+    attempt: i32,
+    state: &Value,
+) -> Option<crate::plugin::Prefetched> {
+    if node.kind == "transform" {
+        return None;
+    }
+    let d = tocsin.plugins().stages.get(&node.kind).ok()?;
+    let stage = (d.build)(&node.config, &tocsin.build_context()).ok()?;
+    let ctx = StageContext::new(
+        tocsin.clone(),
+        run.run_id.clone(),
+        run.trace_id.clone(),
+        node.id.clone(),
+        attempt,
+        node.config.clone(),
+        state.clone(),
+    );
+    match c {
+        AnyConnection::Sqlite(_) => stage.prefetch(c, &ctx),
+        AnyConnection::Postgres(_) => c
+            .transaction(|c| {
+                stage
+                    .prefetch(c, &ctx)
+                    .ok_or(diesel::result::Error::RollbackTransaction)
+            })
+            .ok(),
+    }
 }
 
 /// Records the start of a node's attempt if `owner` still holds the run's lease (extending it

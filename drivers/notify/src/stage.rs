@@ -21,9 +21,13 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tocsin_core::domain::{AlertStatus, CheckResult, IncidentStatus, Recommendation, Severity};
-use tocsin_core::plugin::{BuildContext, Notification, Stage, StageContext, StageDescriptor};
-use tocsin_core::store::{self, AlertFilter};
+use tocsin_core::domain::{
+    Alert, AlertStatus, CheckResult, Incident, IncidentStatus, Recommendation, Severity,
+};
+use tocsin_core::plugin::{
+    BuildContext, Notification, Prefetched, Stage, StageContext, StageDescriptor,
+};
+use tocsin_core::store::{self, AlertFilter, AnyConnection};
 use tocsin_core::{Error, Result, Tocsin};
 
 use crate::api::{NotifyOutcome, SendOptions};
@@ -85,29 +89,53 @@ impl NotifyStage {
     }
 }
 
+/// The incident a notification is about, with its alerts (at most [`MAX_ALERTS`]), as read by
+/// [`Stage::prefetch`] or by the stage itself.
+#[derive(Debug)]
+struct IncidentView {
+    incident_id: i64,
+    incident: Incident,
+    alerts: Vec<Alert>,
+}
+
+/// Alerts of the incident a notification carries at most.
+const MAX_ALERTS: i64 = 200;
+
+fn read_incident(c: &mut AnyConnection, id: i64) -> Result<IncidentView> {
+    let incident = store::get_incident(c, id)?;
+    let alerts = store::list_alerts(
+        c,
+        &AlertFilter {
+            incident_id: Some(id),
+            limit: MAX_ALERTS,
+            ..Default::default()
+        },
+    )?;
+    Ok(IncidentView {
+        incident_id: id,
+        incident,
+        alerts,
+    })
+}
+
+fn incident_of(ctx: &StageContext) -> Option<i64> {
+    ctx.state.get("incident_id").and_then(Value::as_i64)
+}
+
 /// Builds the notification of a run from its state.
 pub async fn notification_from_state(tocsin: &Tocsin, ctx: &StageContext) -> Result<Notification> {
     let state = &ctx.state;
-    let incident_id = state.get("incident_id").and_then(Value::as_i64);
-    let (incident, alerts) = match incident_id {
-        Some(id) => {
-            tocsin
-                .store()
-                .run(move |c| {
-                    let i = store::get_incident(c, id)?;
-                    let alerts = store::list_alerts(
-                        c,
-                        &AlertFilter {
-                            incident_id: Some(id),
-                            limit: 200,
-                            ..Default::default()
-                        },
-                    )?;
-                    Ok((Some(i), alerts))
-                })
-                .await?
+    let incident_id = incident_of(ctx);
+    let ahead = ctx
+        .prefetched::<IncidentView>()
+        .filter(|v| Some(v.incident_id) == incident_id);
+    let (incident, alerts) = match (incident_id, ahead) {
+        (Some(_), Some(v)) => (Some(v.incident.clone()), v.alerts.clone()),
+        (Some(id), None) => {
+            let v = tocsin.store().run(move |c| read_incident(c, id)).await?;
+            (Some(v.incident), v.alerts)
         }
-        None => (None, Vec::new()),
+        (None, _) => (None, Vec::new()),
     };
     let checks: Vec<CheckResult> = match state.get("checks") {
         Some(v) if !v.is_null() => serde_json::from_value(v.clone()).map_err(|e| {
@@ -190,6 +218,18 @@ pub async fn notification_from_state(tocsin: &Tocsin, ctx: &StageContext) -> Res
 
 #[async_trait]
 impl Stage for NotifyStage {
+    /// The incident and its alerts, read where the webhook just wrote them.
+    fn prefetch(&self, conn: &mut AnyConnection, ctx: &StageContext) -> Option<Prefetched> {
+        let id = incident_of(ctx)?;
+        match read_incident(conn, id) {
+            Ok(v) => Some(Arc::new(v)),
+            Err(e) => {
+                tracing::debug!(error = %e, "Reading the incident ahead failed; the stage reads it itself.");
+                None
+            }
+        }
+    }
+
     async fn execute(&self, ctx: &StageContext) -> Result<Value> {
         let tocsin = &ctx.tocsin;
         let n = notification_from_state(tocsin, ctx).await?;

@@ -248,3 +248,83 @@ fn node_configs_are_validated_without_io() {
         assert_eq!(err.kind(), ErrorKind::InvalidConfig);
     }
 }
+
+#[tokio::test]
+async fn what_the_claim_read_ahead_is_used_only_for_its_own_incident() {
+    let db = testing::sqlite().await;
+    let t = tocsin(&db, Config::default());
+    let id = seed_incident(&t).await;
+    let other = t
+        .store()
+        .write(|c| {
+            store::insert_incident(
+                c,
+                &NewIncident {
+                    title: "DiskFull on db-1".into(),
+                    severity: Severity::Warning,
+                    description: String::new(),
+                    group_key: "DiskFull|db-1".into(),
+                    metadata: json!({}),
+                },
+            )
+        })
+        .await
+        .unwrap()
+        .id;
+    let d = t.plugins().stages.get("notify").unwrap();
+    let config = json!({"driver": "console"});
+    let stage = (d.build)(&config, &BuildContext::default()).unwrap();
+    let ahead = |incident: i64| {
+        let (stage, ctx) = (
+            stage.clone(),
+            stage_ctx(
+                &t,
+                "r-ahead",
+                1,
+                config.clone(),
+                json!({"incident_id": incident}),
+            ),
+        );
+        t.store().write(move |c| Ok(stage.prefetch(c, &ctx)))
+    };
+    let read_ahead = ahead(id)
+        .await
+        .unwrap()
+        .expect("the stage reads its incident ahead");
+    let stale_other = ahead(other).await.unwrap();
+    // The incident changes after the read ahead: a stage that reads for itself sees the change.
+    t.store()
+        .write(move |c| {
+            store::set_incident_status(
+                c,
+                id,
+                IncidentStatus::Resolved,
+                "test",
+                json!({"reason": "fixed"}),
+            )
+        })
+        .await
+        .unwrap();
+    let built = |prefetch: Option<tocsin_core::plugin::Prefetched>| {
+        let mut ctx = stage_ctx(&t, "r-ahead", 1, config.clone(), json!({"incident_id": id}));
+        ctx.prefetch = prefetch;
+        let t = t.clone();
+        async move {
+            tocsin_notify::stage::notification_from_state(&t, &ctx)
+                .await
+                .unwrap()
+        }
+    };
+    let from_ahead = built(Some(read_ahead)).await;
+    assert_eq!(from_ahead.title, "HighMemoryUsage on web-1");
+    assert_eq!(from_ahead.status, Some(AlertStatus::Firing));
+    assert_eq!(from_ahead.alerts.len(), 1);
+    assert_eq!(from_ahead.incident.as_ref().map(|i| i.id), Some(id));
+    // Read ahead for another incident: ignored, the stage reads its own.
+    let from_other = built(stale_other).await;
+    assert_eq!(from_other.title, "Resolved: HighMemoryUsage on web-1");
+    assert_eq!(from_other.incident.as_ref().map(|i| i.id), Some(id));
+    let read_now = built(None).await;
+    assert_eq!(read_now.title, "Resolved: HighMemoryUsage on web-1");
+    assert_eq!(read_now.alerts.len(), 1);
+}
