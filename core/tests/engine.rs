@@ -130,6 +130,41 @@ fn submit(d: Definition) -> Submit {
     }
 }
 
+/// The run once it completed; fails the test if it does not within 20 s.
+async fn finished(db: &testing::TestDb, run_id: &str) -> tocsin_core::domain::PipelineRun {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let i = run_id.to_owned();
+        let run = db
+            .store
+            .run(move |c| store::get_pipeline_run(c, &i))
+            .await
+            .unwrap();
+        if run.completed_at.is_some() {
+            return run;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{}: the committed run never ran ({:?})",
+            db.label,
+            run.status
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A run whose write rolled back: never executed, and not stored.
+async fn assert_never_ran(db: &testing::TestDb, run_id: &str) {
+    assert_eq!(count(run_id, "only"), 0, "{}", db.label);
+    let rb = run_id.to_owned();
+    let gone = db
+        .store
+        .run(move |c| store::get_pipeline_run(c, &rb))
+        .await
+        .unwrap_err();
+    assert_eq!(gone.kind(), ErrorKind::NotFound, "{}", db.label);
+}
+
 async fn executions(
     db: &testing::TestDb,
     run_id: &str,
@@ -576,26 +611,8 @@ async fn a_run_queued_in_a_write_starts_here_once_it_commits_and_never_if_it_rol
             .unwrap();
         assert!(!claimed, "{}", db.label);
 
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            let i = id.clone();
-            let run = db
-                .store
-                .run(move |c| store::get_pipeline_run(c, &i))
-                .await
-                .unwrap();
-            if run.completed_at.is_some() {
-                assert_eq!(run.status, PipelineStatus::Notified, "{}", db.label);
-                break;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{}: the committed run never ran ({:?})",
-                db.label,
-                run.status
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let run = finished(&db, &id).await;
+        assert_eq!(run.status, PipelineStatus::Notified, "{}", db.label);
         assert_eq!(count(&id, "only"), 1, "{}", db.label);
         // Claimed from the queue, not as it was queued: nothing was read ahead.
         let execs = executions(&db, &id).await;
@@ -605,14 +622,7 @@ async fn a_run_queued_in_a_write_starts_here_once_it_commits_and_never_if_it_rol
             "{}",
             db.label
         );
-        assert_eq!(count(&rolled_back, "only"), 0, "{}", db.label);
-        let rb = rolled_back.clone();
-        let gone = db
-            .store
-            .run(move |c| store::get_pipeline_run(c, &rb))
-            .await
-            .unwrap_err();
-        assert_eq!(gone.kind(), ErrorKind::NotFound, "{}", db.label);
+        assert_never_ran(&db, &rolled_back).await;
         tx.send(true).unwrap();
         for h in handles {
             h.await.unwrap();
@@ -685,26 +695,8 @@ async fn a_run_queued_and_started_in_one_write_is_stored_claimed_and_runs_once_i
         assert_eq!(queued.lease_owner, None, "{}", db.label);
 
         let id = returned.run_id.clone();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            let i = id.clone();
-            let run = db
-                .store
-                .run(move |c| store::get_pipeline_run(c, &i))
-                .await
-                .unwrap();
-            if run.completed_at.is_some() {
-                assert_eq!(run.status, PipelineStatus::Notified, "{}", db.label);
-                break;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{}: the committed run never ran ({:?})",
-                db.label,
-                run.status
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let run = finished(&db, &id).await;
+        assert_eq!(run.status, PipelineStatus::Notified, "{}", db.label);
         assert_eq!(count(&id, "only"), 1, "{}", db.label);
         let execs = executions(&db, &id).await;
         assert_eq!(execs.len(), 2, "{}: {execs:?}", db.label);
@@ -724,14 +716,7 @@ async fn a_run_queued_and_started_in_one_write_is_stored_claimed_and_runs_once_i
             db.label
         );
         assert_eq!(prefetched("then"), Some(Value::Null), "{}", db.label);
-        assert_eq!(count(&rolled_back, "only"), 0, "{}", db.label);
-        let rb = rolled_back.clone();
-        let gone = db
-            .store
-            .run(move |c| store::get_pipeline_run(c, &rb))
-            .await
-            .unwrap_err();
-        assert_eq!(gone.kind(), ErrorKind::NotFound, "{}", db.label);
+        assert_never_ran(&db, &rolled_back).await;
         let q = queued.run_id.clone();
         let still = db
             .store

@@ -1184,6 +1184,20 @@ fn inline_output(
     attempt: i32,
     state: &Value,
 ) -> Option<Value> {
+    let (stage, ctx) = stage_for(tocsin, run, node, attempt, state)?;
+    stage.execute_inline(&ctx)
+}
+
+/// `node`'s stage and the context of this attempt, for what a claim runs of it in its own
+/// transaction; `None` for a `transform` node or a stage that cannot be built (the node then
+/// runs as usual, where its errors are handled).
+fn stage_for(
+    tocsin: &Tocsin,
+    run: &PipelineRun,
+    node: &Node,
+    attempt: i32,
+    state: &Value,
+) -> Option<(Arc<dyn crate::plugin::Stage>, StageContext)> {
     if node.kind == "transform" {
         return None;
     }
@@ -1198,7 +1212,7 @@ fn inline_output(
         node.config.clone(),
         state.clone(),
     );
-    stage.execute_inline(&ctx)
+    Some((stage, ctx))
 }
 
 /// What `node`'s stage reads ahead in the claim's transaction ([`crate::plugin::Stage::prefetch`]).
@@ -1212,20 +1226,7 @@ fn prefetch(
     attempt: i32,
     state: &Value,
 ) -> Option<crate::plugin::Prefetched> {
-    if node.kind == "transform" {
-        return None;
-    }
-    let d = tocsin.plugins().stages.get(&node.kind).ok()?;
-    let stage = (d.build)(&node.config, &tocsin.build_context()).ok()?;
-    let ctx = StageContext::new(
-        tocsin.clone(),
-        run.run_id.clone(),
-        run.trace_id.clone(),
-        node.id.clone(),
-        attempt,
-        node.config.clone(),
-        state.clone(),
-    );
+    let (stage, ctx) = stage_for(tocsin, run, node, attempt, state)?;
     match c {
         AnyConnection::Sqlite(_) => stage.prefetch(c, &ctx),
         AnyConnection::Postgres(_) => c
