@@ -317,6 +317,10 @@ fn run_pipeline_sample_goes_end_to_end_on_a_fresh_database() {
         ],
         "{out}"
     );
+    // Submitted with no incident: the run is linked to the one its `ingest` node opened.
+    let opened = v["stages"][0]["output_snapshot"]["incident_id"].as_i64();
+    assert!(opened.is_some(), "{out}");
+    assert_eq!(v["run"]["incident_id"].as_i64(), opened, "{out}");
     // The console driver printed the notification (the first run shows what would be sent).
     let (ok, v, out) = run_json(tocsin_cmd(&url).args(["monitor-pipeline", "--json"]));
     assert!(ok, "{out}");

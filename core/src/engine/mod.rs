@@ -678,7 +678,7 @@ impl Engine {
                     owed.push(succeeded(
                         &mut progress.state,
                         &node,
-                        pk,
+                        (pk, run.incident_id),
                         started.id,
                         output,
                         ms,
@@ -987,7 +987,7 @@ impl Claim {
                     claim.owed.push(succeeded(
                         &mut progress.state,
                         &node,
-                        claim.run.id,
+                        (claim.run.id, claim.run.incident_id),
                         exec.id,
                         output,
                         ms,
@@ -1126,11 +1126,12 @@ impl Progress {
 }
 
 /// A node's success: merges its output into the run state and returns the record still owed
-/// (its execution finished, the run's status, the incident it names).
+/// (its execution finished, the run's status, the incident it names). `run` is the run's row id
+/// and the incident it was claimed with.
 fn succeeded(
     state: &mut Value,
     node: &Node,
-    pk: i64,
+    (pk, claimed_incident): (i64, Option<i64>),
     exec_id: i64,
     output: Value,
     ms: f64,
@@ -1152,6 +1153,12 @@ fn succeeded(
         None => (StageStatus::Succeeded, definition::status_after(&node.kind)),
     };
     let snap = bound(&output);
+    // The run links the first incident a node names. One it was claimed with is linked already
+    // (the webhook's `ingest` node names the incident its run was queued for), so no statement.
+    let link = snap
+        .get("incident_id")
+        .and_then(Value::as_i64)
+        .filter(|id| Some(*id) != claimed_incident);
     tracing::debug!(node = %node.id, duration_ms = ms, "Node succeeded.");
     Box::new(move |c| {
         finish_execution(
@@ -1169,7 +1176,13 @@ fn succeeded(
                 .set(pipeline_runs::updated_at, now())
                 .execute(c)?;
         }
-        set_incident(c, pk, &snap)
+        if let Some(id) = link {
+            Update::by_id("pipeline_runs", pk)
+                .set(pipeline_runs::incident_id, Some(id))
+                .filter_null(pipeline_runs::incident_id)
+                .execute(c)?;
+        }
+        Ok(())
     })
 }
 
@@ -1344,16 +1357,6 @@ fn schedule_retry(
         ))
         .execute(c)?;
     load_run(c, pk)
-}
-
-fn set_incident(c: &mut AnyConnection, pk: i64, output: &Value) -> Result<()> {
-    if let Some(id) = output.get("incident_id").and_then(Value::as_i64) {
-        Update::by_id("pipeline_runs", pk)
-            .set(pipeline_runs::incident_id, Some(id))
-            .filter_null(pipeline_runs::incident_id)
-            .execute(c)?;
-    }
-    Ok(())
 }
 
 /// Exponential backoff with ±25 % jitter, at least what the remote side asked for, at most 5 min.
