@@ -316,14 +316,17 @@ pub struct StageContext {
     pub state: Value,
     /// Storage, plugins and settings.
     pub tocsin: crate::Tocsin,
-    /// What [`Stage::prefetch`] read for this attempt in the transaction that claimed the run,
+    /// What [`Stage::read_ahead`] read for this attempt in the transaction that claimed the run,
     /// when this node was the first to run after the claim; see [`StageContext::prefetched`].
     pub prefetch: Option<Prefetched>,
 }
 
-/// What a stage read ahead in a claim's transaction ([`Stage::prefetch`]), handed to its
+/// What a stage read ahead in a claim's transaction ([`Stage::read_ahead`]), handed to its
 /// `execute`.
 pub type Prefetched = Arc<dyn std::any::Any + Send + Sync>;
+
+/// A read [`Stage::read_ahead`] asks the engine to run in a claim's transaction.
+pub type ReadAhead = Box<dyn FnOnce(&mut crate::store::AnyConnection) -> Result<Prefetched> + Send>;
 
 impl StageContext {
     /// A context for one node attempt.
@@ -348,7 +351,7 @@ impl StageContext {
         }
     }
 
-    /// What this stage's [`Stage::prefetch`] read for this attempt, if it did and it is a `T`.
+    /// What this stage's [`Stage::read_ahead`] read for this attempt, if it did and it is a `T`.
     pub fn prefetched<T: 'static>(&self) -> Option<&T> {
         self.prefetch.as_deref()?.downcast_ref::<T>()
     }
@@ -375,19 +378,16 @@ pub trait Stage: Send + Sync {
         None
     }
 
-    /// Reads what `execute` will need from the database, inside the transaction that claims the
-    /// run, when this node is the first to run after a claim made as its run was queued (the
-    /// webhook path). That connection has just written those rows, so the read costs little there,
-    /// and `execute` starts without waiting for a pooled connection whose cache the write emptied.
-    /// The engine hands the result to `execute` as [`StageContext::prefetched`]. Read only, and
-    /// quick: it holds the write lock. `None` (the default, and on any error): `execute` reads
-    /// for itself.
-    fn prefetch(
-        &self,
-        conn: &mut crate::store::AnyConnection,
-        ctx: &StageContext,
-    ) -> Option<Prefetched> {
-        let _ = (conn, ctx);
+    /// A read of what `execute` will need from the database, which the engine runs inside the
+    /// transaction that claims the run when this node is the first to run after a claim made as
+    /// its run was queued (the webhook path). That connection has just written those rows, so the
+    /// read costs little there, and `execute` starts without waiting for a pooled connection whose
+    /// cache the write emptied. The engine hands the result to `execute` as
+    /// [`StageContext::prefetched`]; if the read fails, `execute` finds nothing there and reads
+    /// for itself. Read only, and quick: it holds the write lock. `None` (the default): nothing
+    /// to read ahead, and the engine does nothing.
+    fn read_ahead(&self, ctx: &StageContext) -> Option<ReadAhead> {
+        let _ = ctx;
         None
     }
 }

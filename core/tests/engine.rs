@@ -70,13 +70,13 @@ impl Stage for TestStage {
     }
 
     /// The run's status as the claim's transaction sees it.
-    fn prefetch(
-        &self,
-        conn: &mut store::AnyConnection,
-        ctx: &StageContext,
-    ) -> Option<tocsin_core::plugin::Prefetched> {
-        let run = store::get_pipeline_run(conn, &ctx.run_id).ok()?;
-        Some(Arc::new(format!("{}:{}", ctx.node_id, run.status.as_str())))
+    fn read_ahead(&self, ctx: &StageContext) -> Option<tocsin_core::plugin::ReadAhead> {
+        let (run_id, node_id) = (ctx.run_id.clone(), ctx.node_id.clone());
+        Some(Box::new(move |c| {
+            let run = store::get_pipeline_run(c, &run_id)?;
+            Ok(Arc::new(format!("{node_id}:{}", run.status.as_str()))
+                as tocsin_core::plugin::Prefetched)
+        }))
     }
 }
 

@@ -142,7 +142,8 @@ pub fn enqueue_in(
 struct Queued {
     row: NewPipelineRun,
     envelope: Envelope,
-    definition: Definition,
+    /// `None`: the default pipeline, built only if a claim needs it.
+    definition: Option<Definition>,
 }
 
 impl Queued {
@@ -153,15 +154,18 @@ impl Queued {
             (Some(name), _) => {
                 let d = resolve_definition(conn, Some(name))?;
                 check_valid(&d, tocsin)?;
-                (d, None)
+                (Some(d), None)
             }
             (None, Some(d)) => {
                 check_valid(d, tocsin)?;
-                (d.clone(), Some(d.clone()))
+                (Some(d.clone()), Some(d.clone()))
             }
-            (None, None) => (Definition::default_pipeline(), None),
+            (None, None) => (None, None),
         };
-        let max_retries = definition.defaults.max_retries;
+        let max_retries = definition.as_ref().map_or_else(
+            || definition::Defaults::default().max_retries,
+            |d| d.defaults.max_retries,
+        );
         let envelope = Envelope {
             payload: submit.payload.clone(),
             driver: submit.driver.clone(),
@@ -884,7 +888,7 @@ struct Claim {
     first: Option<(NodeStart, StartResult)>,
     /// Records of nodes skipped before there was a node to start.
     owed: Vec<Deferred>,
-    /// What the first node read ahead in the claim's transaction ([`crate::plugin::Stage::prefetch`]).
+    /// What the first node read ahead in the claim's transaction ([`crate::plugin::Stage::read_ahead`]).
     prefetched: Option<crate::plugin::Prefetched>,
 }
 
@@ -923,7 +927,10 @@ impl Claim {
         queued: Queued,
         lease_margin: Duration,
     ) -> Result<Self> {
-        let progress = Progress::new(&run, &queued.envelope, queued.definition, Vec::new());
+        let def = queued
+            .definition
+            .unwrap_or_else(Definition::default_pipeline);
+        let progress = Progress::new(&run, &queued.envelope, def, Vec::new());
         let mut claim = Self::begin(c, tocsin, run, Ok(progress), lease_margin)?;
         if let (Some((step, Ok(_))), Ok(progress)) = (&claim.first, &claim.loaded) {
             let node = &progress.order[step.index];
@@ -1228,7 +1235,7 @@ fn stage_for(
     Some((stage, ctx))
 }
 
-/// What `node`'s stage reads ahead in the claim's transaction ([`crate::plugin::Stage::prefetch`]).
+/// What `node`'s stage reads ahead in the claim's transaction ([`crate::plugin::Stage::read_ahead`]).
 /// On PostgreSQL in a savepoint, so that a failed read cannot abort the transaction that stores
 /// the webhook; a failure only means the stage reads for itself.
 fn prefetch(
@@ -1240,16 +1247,15 @@ fn prefetch(
     state: &Value,
 ) -> Option<crate::plugin::Prefetched> {
     let (stage, ctx) = stage_for(tocsin, run, node, attempt, state)?;
-    match c {
-        AnyConnection::Sqlite(_) => stage.prefetch(c, &ctx),
-        AnyConnection::Postgres(_) => c
-            .transaction(|c| {
-                stage
-                    .prefetch(c, &ctx)
-                    .ok_or(diesel::result::Error::RollbackTransaction)
-            })
-            .ok(),
-    }
+    let read = stage.read_ahead(&ctx)?;
+    let read = match c {
+        AnyConnection::Sqlite(_) => read(c),
+        AnyConnection::Postgres(_) => c.transaction(read),
+    };
+    read.inspect_err(|e| {
+        tracing::debug!(node = %node.id, error = %e, "A read ahead failed; the node reads for itself.");
+    })
+    .ok()
 }
 
 /// Records the start of a node's attempt if `owner` still holds the run's lease (extending it

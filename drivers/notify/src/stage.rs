@@ -25,7 +25,7 @@ use tocsin_core::domain::{
     Alert, AlertStatus, CheckResult, Incident, IncidentStatus, Recommendation, Severity,
 };
 use tocsin_core::plugin::{
-    BuildContext, Notification, Prefetched, Stage, StageContext, StageDescriptor,
+    BuildContext, Notification, Prefetched, ReadAhead, Stage, StageContext, StageDescriptor,
 };
 use tocsin_core::store::{self, AlertFilter, AnyConnection};
 use tocsin_core::{Error, Result, Tocsin};
@@ -90,7 +90,7 @@ impl NotifyStage {
 }
 
 /// The incident a notification is about, with its alerts (at most [`MAX_ALERTS`]), as read by
-/// [`Stage::prefetch`] or by the stage itself.
+/// [`Stage::read_ahead`] or by the stage itself.
 #[derive(Debug)]
 struct IncidentView {
     incident_id: i64,
@@ -219,15 +219,11 @@ pub async fn notification_from_state(tocsin: &Tocsin, ctx: &StageContext) -> Res
 #[async_trait]
 impl Stage for NotifyStage {
     /// The incident and its alerts, read where the webhook just wrote them.
-    fn prefetch(&self, conn: &mut AnyConnection, ctx: &StageContext) -> Option<Prefetched> {
+    fn read_ahead(&self, ctx: &StageContext) -> Option<ReadAhead> {
         let id = incident_of(ctx)?;
-        match read_incident(conn, id) {
-            Ok(v) => Some(Arc::new(v)),
-            Err(e) => {
-                tracing::debug!(error = %e, "Reading the incident ahead failed; the stage reads it itself.");
-                None
-            }
-        }
+        Some(Box::new(move |c| {
+            Ok(Arc::new(read_incident(c, id)?) as Prefetched)
+        }))
     }
 
     async fn execute(&self, ctx: &StageContext) -> Result<Value> {

@@ -285,7 +285,10 @@ async fn what_the_claim_read_ahead_is_used_only_for_its_own_incident() {
                 json!({"incident_id": incident}),
             ),
         );
-        t.store().write(move |c| Ok(stage.prefetch(c, &ctx)))
+        t.store().write(move |c| match stage.read_ahead(&ctx) {
+            Some(read) => read(c).map(Some),
+            None => Ok(None),
+        })
     };
     let read_ahead = ahead(id)
         .await
