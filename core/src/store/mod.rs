@@ -12,6 +12,7 @@
 //! and one commit for many writes is what makes concurrent ingest fast. Reads use the pool, and so
 //! do writes on PostgreSQL, which runs concurrent transactions and groups their WAL flushes itself.
 
+pub mod capped;
 pub mod checks;
 mod commit;
 pub mod console;

@@ -395,6 +395,25 @@ pub fn list_alerts(conn: &mut AnyConnection, f: &AlertFilter) -> Result<Vec<Aler
         .collect()
 }
 
+/// The `cap` alerts of an incident received last, most recent first: what a notification
+/// carries. `cap` must be a constant (see [`super::capped`]): it is written into the SQL, so the
+/// statement stays prepared.
+pub fn latest_alerts_of_incident(
+    conn: &mut AnyConnection,
+    incident_id: i64,
+    cap: u32,
+) -> Result<Vec<Alert>> {
+    let q = alerts::table
+        .select(alerts::all_columns)
+        .filter(alerts::incident_id.eq(incident_id))
+        .order((alerts::received_at.desc(), alerts::id.desc()));
+    super::capped::Capped::new(q, cap)
+        .load::<AlertRow>(conn)?
+        .into_iter()
+        .map(TryInto::try_into)
+        .collect()
+}
+
 /// Records a material change of an alert.
 pub fn add_alert_history(
     conn: &mut AnyConnection,

@@ -27,7 +27,7 @@ use tocsin_core::domain::{
 use tocsin_core::plugin::{
     BuildContext, Notification, Prefetched, ReadAhead, Stage, StageContext, StageDescriptor,
 };
-use tocsin_core::store::{self, AlertFilter, AnyConnection};
+use tocsin_core::store::{self, AnyConnection};
 use tocsin_core::{Error, Result, Tocsin};
 
 use crate::api::{NotifyOutcome, SendOptions};
@@ -99,18 +99,11 @@ struct IncidentView {
 }
 
 /// Alerts of the incident a notification carries at most.
-const MAX_ALERTS: i64 = 200;
+const MAX_ALERTS: u32 = 200;
 
 fn read_incident(c: &mut AnyConnection, id: i64) -> Result<IncidentView> {
     let incident = store::get_incident(c, id)?;
-    let alerts = store::list_alerts(
-        c,
-        &AlertFilter {
-            incident_id: Some(id),
-            limit: MAX_ALERTS,
-            ..Default::default()
-        },
-    )?;
+    let alerts = store::latest_alerts_of_incident(c, id, MAX_ALERTS)?;
     Ok(IncidentView {
         incident_id: id,
         incident,
