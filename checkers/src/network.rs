@@ -284,8 +284,8 @@ async fn probe_icmp(host: &str, timeout: Duration) -> Probe {
         .saturating_sub(started.elapsed())
         .max(Duration::from_millis(10));
     let address = Some(addr.to_string());
-    let socket_err = match common::blocking(move || icmp::echo(addr, remaining)).await {
-        Ok(Ok((m, Some(rtt)))) => {
+    let socket_err = match icmp::echo(addr, remaining).await {
+        Ok((m, Some(rtt))) => {
             return Probe {
                 reachable: Some(true),
                 latency: Some(rtt),
@@ -294,16 +294,15 @@ async fn probe_icmp(host: &str, timeout: Duration) -> Probe {
                 error: None,
             };
         }
-        Ok(Ok((m, None))) => {
+        Ok((m, None)) => {
             return Probe::down(
                 Some(m.as_str()),
                 address,
                 format!("no echo reply within {:.1} s", remaining.as_secs_f64()),
             );
         }
-        Ok(Err(icmp::EchoError::Failed(m, e))) => return Probe::down(Some(m.as_str()), address, e),
-        Ok(Err(icmp::EchoError::Unavailable(e))) => e,
-        Err(e) => e,
+        Err(icmp::EchoError::Failed(m, e)) => return Probe::down(Some(m.as_str()), address, e),
+        Err(icmp::EchoError::Unavailable(e)) => e,
     };
     match ping_command(addr, remaining).await {
         Ok(Some(rtt)) => Probe {

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
 use rustix::io::Errno;
-use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketType, ipproto};
+use rustix::net::{AddressFamily, SocketFlags, SocketType, ipproto};
 
 /// How an echo was sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,55 +46,65 @@ pub enum EchoError {
 
 static SEQUENCE: AtomicU16 = AtomicU16::new(1);
 
-/// Sends one echo request to `addr` and waits up to `timeout` for the reply (blocking).
+/// Sends one echo request to `addr` and waits up to `timeout` for the reply.
 /// `Ok((method, Some(rtt)))` is a reply, `Ok((method, None))` no reply in time.
-pub fn echo(addr: IpAddr, timeout: Duration) -> Result<(Method, Option<Duration>), EchoError> {
+///
+/// The socket is non-blocking and registered with the runtime: waiting for a reply holds no
+/// thread, so echoes of unreachable hosts (each waiting its whole timeout) cannot use up the
+/// blocking pool that the store's reads and the other checks need.
+pub async fn echo(
+    addr: IpAddr,
+    timeout: Duration,
+) -> Result<(Method, Option<Duration>), EchoError> {
     let (fd, method) = open(addr)?;
     let v6 = addr.is_ipv6();
     let target = SocketAddr::new(addr, 0);
     // Connecting filters what the socket receives down to this peer.
     rustix::net::connect(&fd, &target)
         .map_err(|e| EchoError::Failed(method, format!("cannot reach {addr}: {}", io(e))))?;
+    // Tokio's UDP socket is a plain datagram socket to the runtime: `send` and `recv` on it are
+    // the same calls on this ICMP socket, with the waiting done by the reactor.
+    let socket = std::net::UdpSocket::from(fd);
+    let socket = tokio::net::UdpSocket::from_std(socket)
+        .map_err(|e| EchoError::Unavailable(format!("cannot register the ICMP socket: {e}")))?;
     let seq = SEQUENCE.fetch_add(1, Ordering::Relaxed);
     let id = (std::process::id() as u16) ^ seq.rotate_left(8);
     let token = token();
     let packet = request(v6, id, seq, &token);
     let started = Instant::now();
-    let deadline = started + timeout;
-    rustix::net::send(&fd, &packet, SendFlags::empty())
-        .map_err(|e| EchoError::Failed(method, format!("cannot send to {addr}: {}", io(e))))?;
-    let mut buf = [0u8; 1500];
-    loop {
-        let now = Instant::now();
-        if now >= deadline {
-            return Ok((method, None));
-        }
-        let wait = (deadline - now).max(Duration::from_millis(1));
-        rustix::net::sockopt::set_socket_timeout(
-            &fd,
-            rustix::net::sockopt::Timeout::Recv,
-            Some(wait),
-        )
-        .map_err(|e| EchoError::Failed(method, io(e)))?;
-        match rustix::net::recv(&fd, &mut buf[..], RecvFlags::empty()) {
-            Ok((n, _)) => {
-                if is_reply(&buf[..n], method, v6, id, seq, &token) {
-                    return Ok((method, Some(started.elapsed())));
+    let reply = async {
+        socket
+            .send(&packet)
+            .await
+            .map_err(|e| EchoError::Failed(method, format!("cannot send to {addr}: {e}")))?;
+        let mut buf = [0u8; 1500];
+        loop {
+            match socket.recv(&mut buf[..]).await {
+                Ok(n) => {
+                    if is_reply(&buf[..n], method, v6, id, seq, &token) {
+                        return Ok(started.elapsed());
+                    }
                 }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                // A connected ICMP socket reports a "destination unreachable" answer as an errno.
+                Err(e)
+                    if [Errno::CONNREFUSED, Errno::HOSTUNREACH, Errno::NETUNREACH]
+                        .iter()
+                        .any(|x| e.raw_os_error() == Some(x.raw_os_error())) =>
+                {
+                    return Err(EchoError::Failed(
+                        method,
+                        format!("destination unreachable reported for {addr} ({e})"),
+                    ));
+                }
+                Err(e) => return Err(EchoError::Failed(method, format!("{addr}: {e}"))),
             }
-            Err(e) if e == Errno::WOULDBLOCK || e == Errno::AGAIN => return Ok((method, None)),
-            Err(e) if e == Errno::INTR => {}
-            // A connected ICMP socket reports a "destination unreachable" answer as an errno.
-            Err(e)
-                if e == Errno::CONNREFUSED || e == Errno::HOSTUNREACH || e == Errno::NETUNREACH =>
-            {
-                return Err(EchoError::Failed(
-                    method,
-                    format!("destination unreachable reported for {addr} ({})", io(e)),
-                ));
-            }
-            Err(e) => return Err(EchoError::Failed(method, format!("{addr}: {}", io(e)))),
         }
+    };
+    match tokio::time::timeout(timeout, reply).await {
+        Ok(Ok(rtt)) => Ok((method, Some(rtt))),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Ok((method, None)),
     }
 }
 
@@ -108,11 +118,12 @@ fn open(addr: IpAddr) -> Result<(OwnedFd, Method), EchoError> {
     } else {
         (AddressFamily::INET, ipproto::ICMP)
     };
-    let dgram = match rustix::net::socket(family, SocketType::DGRAM, Some(proto)) {
+    let flags = SocketFlags::NONBLOCK | SocketFlags::CLOEXEC;
+    let dgram = match rustix::net::socket_with(family, SocketType::DGRAM, flags, Some(proto)) {
         Ok(fd) => return Ok((fd, Method::Socket)),
         Err(e) => e,
     };
-    match rustix::net::socket(family, SocketType::RAW, Some(proto)) {
+    match rustix::net::socket_with(family, SocketType::RAW, flags, Some(proto)) {
         Ok(fd) => Ok((fd, Method::Raw)),
         Err(raw) => Err(EchoError::Unavailable(format!(
             "unprivileged ICMP socket: {} (see net.ipv4.ping_group_range); raw ICMP socket: {}",
