@@ -5,7 +5,9 @@
 use serde_json::json;
 use tocsin_core::ErrorKind;
 use tocsin_core::domain::*;
-use tocsin_core::store::{self, NewAlert, NewIncident, NewPipelineRun, NewStageExecution, testing};
+use tocsin_core::store::{
+    self, NewAlert, NewIncident, NewPipelineRun, NewStageExecution, Snapshot, testing,
+};
 
 fn incident(title: &str, severity: Severity) -> NewIncident {
     NewIncident {
@@ -339,7 +341,7 @@ async fn runs_and_stage_executions_enforce_one_row_per_attempt() {
             attempt: 1,
             status: StageStatus::Running,
             idempotency_key: format!("{run_id}:ingest"),
-            input_snapshot: json!({"password": "hunter2", "x": 1}),
+            input_snapshot: Snapshot::redacted(&json!({"password": "hunter2", "x": 1})),
         };
         let e2 = exec.clone();
         let first = db
@@ -347,12 +349,6 @@ async fn runs_and_stage_executions_enforce_one_row_per_attempt() {
             .write(move |c| store::insert_stage_execution(c, &e2))
             .await
             .unwrap();
-        assert_eq!(
-            first.input_snapshot,
-            json!({"password": "**REDACTED**", "x": 1}),
-            "{}",
-            db.label
-        );
         let err = db
             .store
             .write(move |c| store::insert_stage_execution(c, &exec))
@@ -371,6 +367,19 @@ async fn runs_and_stage_executions_enforce_one_row_per_attempt() {
             .await
             .unwrap();
         assert_eq!(listed.len(), 1);
+        let stored = &listed[0];
+        assert_eq!(stored.id, first, "{}", db.label);
+        assert_eq!(
+            (stored.node_id.as_str(), stored.attempt, stored.status),
+            ("ingest", 1, StageStatus::Running)
+        );
+        assert_eq!(
+            stored.input_snapshot,
+            json!({"password": "**REDACTED**", "x": 1}),
+            "{}",
+            db.label
+        );
+        assert_eq!(stored.output_snapshot, json!({}));
     }
 }
 

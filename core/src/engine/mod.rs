@@ -41,7 +41,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::plugin::StageContext;
 use crate::store::schema::{pipeline_runs, stage_executions};
 use crate::store::update::Update;
-use crate::store::{self, AnyConnection, NewPipelineRun, NewStageExecution, json_to, now};
+use crate::store::{self, AnyConnection, NewPipelineRun, NewStageExecution, Snapshot, now};
 
 /// Largest stored snapshot, in bytes of JSON; larger ones keep a preview.
 pub const SNAPSHOT_LIMIT: usize = 256 * 1024;
@@ -683,13 +683,13 @@ impl Engine {
                         &mut progress.state,
                         &node,
                         (pk, run.incident_id),
-                        started.id,
+                        started,
                         output,
                         ms,
                     ));
                 }
                 Err(err) => {
-                    let exec_id = started.id;
+                    let exec_id = started;
                     let retry_left = err.is_temporary()
                         && failures_so_far < u32::try_from(run.max_retries.max(0)).unwrap_or(0);
                     if retry_left {
@@ -705,7 +705,7 @@ impl Engine {
                                     c,
                                     exec_id,
                                     StageStatus::Failed,
-                                    &Value::Null,
+                                    &Snapshot::null(),
                                     Some(&e2),
                                     None,
                                     ms,
@@ -723,7 +723,7 @@ impl Engine {
                                 c,
                                 exec_id,
                                 StageStatus::Skipped,
-                                &Value::Null,
+                                &Snapshot::null(),
                                 Some(&e2),
                                 Some(&r2),
                                 ms,
@@ -802,7 +802,7 @@ impl Engine {
                         c,
                         exec_id,
                         StageStatus::Failed,
-                        &Value::Null,
+                        &Snapshot::null(),
                         Some(&e2),
                         None,
                         ms,
@@ -866,12 +866,12 @@ fn skip_record(
     };
     let reason = reason.to_owned();
     Box::new(move |c| {
-        let e = store::insert_stage_execution(c, &exec)?;
+        let exec_id = store::insert_stage_execution(c, &exec)?;
         finish_execution(
             c,
-            e.id,
+            exec_id,
             StageStatus::Skipped,
-            &Value::Null,
+            &Snapshot::null(),
             None,
             Some(&reason),
             0.0,
@@ -892,8 +892,8 @@ struct Claim {
     prefetched: Option<crate::plugin::Prefetched>,
 }
 
-/// A started attempt, or the run as it is when this worker lost its lease.
-type StartResult = std::result::Result<StageExecution, PipelineRun>;
+/// A started attempt's id, or the run as it is when this worker lost its lease.
+type StartResult = std::result::Result<i64, PipelineRun>;
 
 impl Claim {
     /// Reads the definition and earlier attempts and starts the first node to run, all in the
@@ -983,7 +983,7 @@ impl Claim {
             )?;
             // A node that needs no I/O runs here, in the claim's transaction: the next node then
             // starts without a commit in between.
-            if let Ok(exec) = &started {
+            if let Ok(exec_id) = started {
                 let node = &progress.order[step.index];
                 let t0 = std::time::Instant::now();
                 if let Some(output) =
@@ -995,7 +995,7 @@ impl Claim {
                         &mut progress.state,
                         &node,
                         (claim.run.id, claim.run.incident_id),
-                        exec.id,
+                        exec_id,
                         output,
                         ms,
                     ));
@@ -1163,6 +1163,7 @@ fn succeeded(
     // The run links the first incident a node names. One it was claimed with is linked already
     // (the webhook's `ingest` node names the incident its run was queued for), so no statement.
     let link = snap
+        .value()
         .get("incident_id")
         .and_then(Value::as_i64)
         .filter(|id| Some(*id) != claimed_incident);
@@ -1307,28 +1308,27 @@ fn lease_until(d: Duration) -> NaiveDateTime {
     now() + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::seconds(300))
 }
 
-fn load_run(c: &mut AnyConnection, pk: i64) -> Result<PipelineRun> {
-    pipeline_runs::table
+fn load_run(conn: &mut AnyConnection, pk: i64) -> Result<PipelineRun> {
+    store::direct!(conn, |c| pipeline_runs::table
         .find(pk)
         .select(pipeline_runs::all_columns)
         // Not `first`: its bound `LIMIT` makes SQLite prepare the statement again on every call.
-        .get_result::<store::rows::PipelineRunRow>(c)?
-        .try_into()
+        .get_result::<store::rows::PipelineRunRow>(c))?
+    .try_into()
 }
 
 fn finish_execution(
     c: &mut AnyConnection,
     exec_id: i64,
     status: StageStatus,
-    output: &Value,
+    output: &Snapshot,
     err: Option<&Error>,
     skip_reason: Option<&str>,
     ms: f64,
 ) -> Result<()> {
-    let snapshot = json_to(&crate::secret::redact(output))?;
     Update::by_id("stage_executions", exec_id)
         .set(stage_executions::status, status.as_str())
-        .set(stage_executions::output_snapshot, &snapshot)
+        .set(stage_executions::output_snapshot, output.as_str())
         .set(stage_executions::error_type, err.map(|e| e.kind().as_str()))
         .set(stage_executions::error_message, err.map(Error::message))
         .set(
@@ -1423,17 +1423,18 @@ fn note_skip(state: &mut Value, node_id: &str, reason: &str, is_error: bool) {
 
 /// A snapshot no larger than [`SNAPSHOT_LIMIT`]: secrets redacted; an oversized value keeps a
 /// preview and its size.
-pub fn bound(value: &Value) -> Value {
-    let redacted = crate::secret::redact(value);
-    let text = redacted.to_string();
+pub fn bound(value: &Value) -> Snapshot {
+    let full = Snapshot::redacted(value);
+    let text = full.as_str();
     if text.len() <= SNAPSHOT_LIMIT {
-        return redacted;
+        return full;
     }
     let mut cut = 4096.min(text.len());
     while !text.is_char_boundary(cut) {
         cut -= 1;
     }
-    json!({"truncated": true, "bytes": text.len(), "preview": &text[..cut]})
+    // A cut of redacted text holds no secret.
+    Snapshot::of_redacted(json!({"truncated": true, "bytes": text.len(), "preview": &text[..cut]}))
 }
 
 #[cfg(test)]
@@ -1463,8 +1464,17 @@ mod tests {
     fn snapshots_are_bounded_and_redacted() {
         let big = json!({"blob": "x".repeat(SNAPSHOT_LIMIT * 2)});
         let b = bound(&big);
-        assert_eq!(b["truncated"], true);
-        assert!(b["preview"].as_str().unwrap().len() <= 4096);
-        assert_eq!(bound(&json!({"api_key": "k"}))["api_key"], "**REDACTED**");
+        assert_eq!(b.value()["truncated"], true);
+        assert_eq!(b.value()["bytes"], SNAPSHOT_LIMIT * 2 + 11);
+        assert!(b.value()["preview"].as_str().unwrap().len() <= 4096);
+        assert!(b.as_str().len() < 4096 + 100, "{}", b.as_str().len());
+        // What is stored is the text of what the caller sees.
+        assert_eq!(
+            serde_json::from_str::<Value>(b.as_str()).unwrap(),
+            *b.value()
+        );
+        let small = bound(&json!({"api_key": "k", "n": [1, 2]}));
+        assert_eq!(small.value()["api_key"], "**REDACTED**");
+        assert_eq!(small.as_str(), r#"{"api_key":"**REDACTED**","n":[1,2]}"#);
     }
 }

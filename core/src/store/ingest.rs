@@ -20,7 +20,7 @@ pub fn find_active_incident_by_group(
     conn: &mut AnyConnection,
     group_key: &str,
 ) -> Result<Option<Incident>> {
-    incidents::table
+    super::direct!(conn, |c| incidents::table
         .filter(incidents::group_key.eq(group_key))
         // Two equalities rather than `IN (...)`: diesel caches the prepared statement of a query
         // whose SQL is fixed, never one with a list.
@@ -32,10 +32,10 @@ pub fn find_active_incident_by_group(
         .order((incidents::created_at.desc(), incidents::id.desc()))
         .select(incidents::all_columns)
         // The first row in that order; no `LIMIT ?` (see `records`: it defeats the statement cache).
-        .get_result::<IncidentRow>(conn)
-        .optional()?
-        .map(TryInto::try_into)
-        .transpose()
+        .get_result::<IncidentRow>(c)
+        .optional())?
+    .map(TryInto::try_into)
+    .transpose()
 }
 
 /// Every mutable field of a stored alert, written at once by [`update_alert`].
@@ -93,13 +93,13 @@ pub fn update_alert(conn: &mut AnyConnection, id: i64, u: &AlertUpdate) -> Resul
 }
 
 fn get_alert_row(conn: &mut AnyConnection, id: i64) -> Result<Alert> {
-    alerts::table
+    super::direct!(conn, |c| alerts::table
         .find(id)
         .select(alerts::all_columns)
-        .get_result::<AlertRow>(conn)
-        .optional()?
-        .ok_or_else(|| Error::not_found(format!("alert {id} not found")))?
-        .try_into()
+        .get_result::<AlertRow>(c)
+        .optional())?
+    .ok_or_else(|| Error::not_found(format!("alert {id} not found")))?
+    .try_into()
 }
 
 /// Stamps an alert's `updated_at` and nothing else (an identical re-send).

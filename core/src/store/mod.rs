@@ -22,6 +22,7 @@ pub mod metrics;
 mod records;
 pub mod rows;
 pub mod schema;
+mod snapshot;
 pub mod testing;
 pub mod update;
 
@@ -36,6 +37,7 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 pub use commit::{after_commit, in_write};
 pub use records::*;
+pub use snapshot::Snapshot;
 
 use crate::error::{Error, Result};
 
@@ -58,6 +60,26 @@ mod any {
         Sqlite(diesel::SqliteConnection),
     }
 }
+
+/// Runs `$body` with `$c` bound to the concrete connection behind an [`AnyConnection`]: the
+/// same diesel query, compiled once per backend.
+///
+/// # Why
+/// Through diesel's `MultiConnection` every statement renders its SQL text again on every
+/// execution (the wrapper it executes renders the query even when only its binds are wanted,
+/// and the text is the statement cache's key for queries without a static id). On the SQLite
+/// writer thread that was a fifth of the time of the ingest path. On the concrete connection a
+/// query whose type fixes its SQL is found in the cache by its type and only bound. The hot
+/// statements of ingest and of the engine use it; the rest keep the plain `AnyConnection`.
+macro_rules! direct {
+    ($conn:expr, |$c:ident| $body:expr) => {
+        match $conn {
+            $crate::store::AnyConnection::Sqlite($c) => $body,
+            $crate::store::AnyConnection::Postgres($c) => $body,
+        }
+    };
+}
+pub(crate) use direct;
 
 /// Which backend a store uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

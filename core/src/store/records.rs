@@ -53,20 +53,21 @@ pub struct NewIncident {
 pub fn insert_incident(conn: &mut AnyConnection, new: &NewIncident) -> Result<Incident> {
     let t = now();
     // Only the id comes back: the rest is what was written, so nothing is parsed back.
-    let id: i64 = diesel::insert_into(incidents::table)
+    let metadata = json_to(&new.metadata)?;
+    let id: i64 = super::direct!(conn, |c| diesel::insert_into(incidents::table)
         .values((
             incidents::title.eq(&new.title),
             incidents::status.eq(IncidentStatus::Open.as_str()),
             incidents::severity.eq(new.severity.as_str()),
             incidents::description.eq(&new.description),
             incidents::summary.eq(""),
-            incidents::metadata.eq(json_to(&new.metadata)?),
+            incidents::metadata.eq(&metadata),
             incidents::group_key.eq(&new.group_key),
             incidents::created_at.eq(t),
             incidents::updated_at.eq(t),
         ))
         .returning(incidents::id)
-        .get_result(conn)?;
+        .get_result(c))?;
     Ok(Incident {
         id,
         title: new.title.clone(),
@@ -86,13 +87,13 @@ pub fn insert_incident(conn: &mut AnyConnection, new: &NewIncident) -> Result<In
 
 /// One incident.
 pub fn get_incident(conn: &mut AnyConnection, id: i64) -> Result<Incident> {
-    incidents::table
+    super::direct!(conn, |c| incidents::table
         .find(id)
         .select(incidents::all_columns)
-        .get_result::<IncidentRow>(conn)
-        .optional()?
-        .ok_or_else(|| Error::not_found(format!("incident {id} not found")))?
-        .try_into()
+        .get_result::<IncidentRow>(c)
+        .optional())?
+    .ok_or_else(|| Error::not_found(format!("incident {id} not found")))?
+    .try_into()
 }
 
 /// Filters for listing incidents.
@@ -200,18 +201,19 @@ pub fn add_incident_event(
     details: Value,
 ) -> Result<IncidentEvent> {
     let t = now();
-    let id: i64 = diesel::insert_into(incident_events::table)
+    let details_text = json_to(&details)?;
+    let id: i64 = super::direct!(conn, |c| diesel::insert_into(incident_events::table)
         .values((
             incident_events::incident_id.eq(incident_id),
             incident_events::event.eq(event),
             incident_events::old_status.eq(old_status),
             incident_events::new_status.eq(new_status),
             incident_events::actor.eq(actor),
-            incident_events::details.eq(json_to(&details)?),
+            incident_events::details.eq(&details_text),
             incident_events::created_at.eq(t),
         ))
         .returning(incident_events::id)
-        .get_result(conn)?;
+        .get_result(c))?;
     Ok(IncidentEvent {
         id,
         incident_id,
@@ -278,7 +280,12 @@ pub fn insert_alert(conn: &mut AnyConnection, new: &NewAlert) -> Result<Alert> {
     let t = now();
     let started_at = naive(new.started_at);
     let ended_at = new.ended_at.map(naive);
-    let id: i64 = diesel::insert_into(alerts::table)
+    let (labels, annotations, raw) = (
+        json_to(&new.labels)?,
+        json_to(&new.annotations)?,
+        json_to(&new.raw_payload)?,
+    );
+    let id: i64 = super::direct!(conn, |c| diesel::insert_into(alerts::table)
         .values((
             alerts::fingerprint.eq(&new.fingerprint),
             alerts::source.eq(&new.source),
@@ -286,9 +293,9 @@ pub fn insert_alert(conn: &mut AnyConnection, new: &NewAlert) -> Result<Alert> {
             alerts::severity.eq(new.severity.as_str()),
             alerts::status.eq(new.status.as_str()),
             alerts::description.eq(&new.description),
-            alerts::labels.eq(json_to(&new.labels)?),
-            alerts::annotations.eq(json_to(&new.annotations)?),
-            alerts::raw_payload.eq(json_to(&new.raw_payload)?),
+            alerts::labels.eq(&labels),
+            alerts::annotations.eq(&annotations),
+            alerts::raw_payload.eq(&raw),
             alerts::trace_id.eq(&new.trace_id),
             alerts::started_at.eq(started_at),
             alerts::ended_at.eq(ended_at),
@@ -297,7 +304,7 @@ pub fn insert_alert(conn: &mut AnyConnection, new: &NewAlert) -> Result<Alert> {
             alerts::incident_id.eq(new.incident_id),
         ))
         .returning(alerts::id)
-        .get_result(conn)?;
+        .get_result(c))?;
     Ok(Alert {
         id,
         fingerprint: new.fingerprint.clone(),
@@ -321,13 +328,13 @@ pub fn insert_alert(conn: &mut AnyConnection, new: &NewAlert) -> Result<Alert> {
 
 /// One alert.
 pub fn get_alert(conn: &mut AnyConnection, id: i64) -> Result<Alert> {
-    alerts::table
+    super::direct!(conn, |c| alerts::table
         .find(id)
         .select(alerts::all_columns)
-        .get_result::<AlertRow>(conn)
-        .optional()?
-        .ok_or_else(|| Error::not_found(format!("alert {id} not found")))?
-        .try_into()
+        .get_result::<AlertRow>(c)
+        .optional())?
+    .ok_or_else(|| Error::not_found(format!("alert {id} not found")))?
+    .try_into()
 }
 
 /// The alert with this identity, if any.
@@ -336,17 +343,17 @@ pub fn find_alert(
     source: &str,
     fingerprint: &str,
 ) -> Result<Option<Alert>> {
-    alerts::table
+    super::direct!(conn, |c| alerts::table
         .filter(
             alerts::source
                 .eq(source)
                 .and(alerts::fingerprint.eq(fingerprint)),
         )
         .select(alerts::all_columns)
-        .get_result::<AlertRow>(conn)
-        .optional()?
-        .map(TryInto::try_into)
-        .transpose()
+        .get_result::<AlertRow>(c)
+        .optional())?
+    .map(TryInto::try_into)
+    .transpose()
 }
 
 /// Filters for listing alerts.
@@ -424,17 +431,18 @@ pub fn add_alert_history(
     details: Value,
 ) -> Result<AlertHistory> {
     let t = now();
-    let id: i64 = diesel::insert_into(alert_history::table)
+    let details_text = json_to(&details)?;
+    let id: i64 = super::direct!(conn, |c| diesel::insert_into(alert_history::table)
         .values((
             alert_history::alert_id.eq(alert_id),
             alert_history::event.eq(event),
             alert_history::old_status.eq(old_status),
             alert_history::new_status.eq(new_status),
-            alert_history::details.eq(json_to(&details)?),
+            alert_history::details.eq(&details_text),
             alert_history::created_at.eq(t),
         ))
         .returning(alert_history::id)
-        .get_result(conn)?;
+        .get_result(c))?;
     Ok(AlertHistory {
         id,
         alert_id,
@@ -652,7 +660,8 @@ fn insert_run(
     };
     let attempts = i32::from(claim.is_some());
     let started_at = claim.map(|_| t);
-    let id: i64 = diesel::insert_into(pipeline_runs::table)
+    let payload = json_to(&new.inbound_payload)?;
+    let id: i64 = super::direct!(conn, |c| diesel::insert_into(pipeline_runs::table)
         .values((
             pipeline_runs::run_id.eq(&new.run_id),
             pipeline_runs::trace_id.eq(&new.trace_id),
@@ -667,13 +676,13 @@ fn insert_run(
             pipeline_runs::attempts.eq(attempts),
             pipeline_runs::max_retries.eq(new.max_retries),
             pipeline_runs::last_error_retryable.eq(false),
-            pipeline_runs::inbound_payload.eq(json_to(&new.inbound_payload)?),
+            pipeline_runs::inbound_payload.eq(&payload),
             pipeline_runs::created_at.eq(t),
             pipeline_runs::updated_at.eq(t),
             pipeline_runs::next_attempt_at.eq(Some(t)),
         ))
         .returning(pipeline_runs::id)
-        .get_result(conn)?;
+        .get_result(c))?;
     Ok(PipelineRun {
         id,
         run_id: new.run_id.clone(),
@@ -763,32 +772,32 @@ pub struct NewStageExecution {
     pub status: StageStatus,
     /// Idempotency key.
     pub idempotency_key: String,
-    /// Input snapshot.
-    pub input_snapshot: Value,
+    /// Input snapshot, redacted.
+    pub input_snapshot: super::Snapshot,
 }
 
-/// Records the start of a node attempt; the (run, node, attempt) triple is unique.
-pub fn insert_stage_execution(
-    conn: &mut AnyConnection,
-    new: &NewStageExecution,
-) -> Result<StageExecution> {
-    let row: StageExecutionRow = diesel::insert_into(stage_executions::table)
-        .values((
-            stage_executions::pipeline_run_id.eq(new.pipeline_run_id),
-            stage_executions::node_id.eq(&new.node_id),
-            stage_executions::stage.eq(&new.stage),
-            stage_executions::attempt.eq(new.attempt),
-            stage_executions::status.eq(new.status.as_str()),
-            stage_executions::idempotency_key.eq(&new.idempotency_key),
-            stage_executions::input_snapshot
-                .eq(json_to(&crate::secret::redact(&new.input_snapshot))?),
-            stage_executions::output_snapshot.eq("{}"),
-            stage_executions::error_retryable.eq(false),
-            stage_executions::started_at.eq(Some(now())),
-        ))
-        .returning(stage_executions::all_columns)
-        .get_result(conn)?;
-    row.try_into()
+/// Records the start of a node attempt and returns its id; the (run, node, attempt) triple is
+/// unique.
+pub fn insert_stage_execution(conn: &mut AnyConnection, new: &NewStageExecution) -> Result<i64> {
+    // The id only: `RETURNING *` parsed the input snapshot (the whole run state) back, on the
+    // writer, for a record whose every field the caller already has.
+    Ok(super::direct!(conn, |c| diesel::insert_into(
+        stage_executions::table
+    )
+    .values((
+        stage_executions::pipeline_run_id.eq(new.pipeline_run_id),
+        stage_executions::node_id.eq(&new.node_id),
+        stage_executions::stage.eq(&new.stage),
+        stage_executions::attempt.eq(new.attempt),
+        stage_executions::status.eq(new.status.as_str()),
+        stage_executions::idempotency_key.eq(&new.idempotency_key),
+        stage_executions::input_snapshot.eq(new.input_snapshot.as_str()),
+        stage_executions::output_snapshot.eq("{}"),
+        stage_executions::error_retryable.eq(false),
+        stage_executions::started_at.eq(Some(now())),
+    ))
+    .returning(stage_executions::id)
+    .get_result(c))?)
 }
 
 /// A run's stage executions in execution order.
@@ -1040,13 +1049,13 @@ pub fn upsert_definition(
 
 /// One definition by name.
 pub fn get_definition(conn: &mut AnyConnection, name: &str) -> Result<PipelineDefinition> {
-    pipeline_definitions::table
+    super::direct!(conn, |c| pipeline_definitions::table
         .filter(pipeline_definitions::name.eq(name))
         .select(pipeline_definitions::all_columns)
-        .get_result::<PipelineDefinitionRow>(conn)
-        .optional()?
-        .ok_or_else(|| Error::not_found(format!("pipeline definition {name:?} not found")))?
-        .try_into()
+        .get_result::<PipelineDefinitionRow>(c)
+        .optional())?
+    .ok_or_else(|| Error::not_found(format!("pipeline definition {name:?} not found")))?
+    .try_into()
 }
 
 /// Every definition, by name.

@@ -17,6 +17,10 @@ use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 use diesel::query_dsl::RunQueryDsl;
 use diesel::sql_types::{BigInt, Bool, Double, Integer, Nullable, Text, Timestamp};
 
+use diesel::pg::Pg;
+use diesel::sqlite::Sqlite;
+
+use super::AnyConnection;
 use super::any::MultiBackend;
 
 /// One bound value.
@@ -73,21 +77,58 @@ impl<'a> From<&'a String> for Bind<'a> {
     }
 }
 
-impl Bind<'_> {
-    fn push<'b>(&'b self, out: &mut AstPass<'_, 'b, MultiBackend>) -> diesel::QueryResult<()> {
-        match self {
-            Bind::Text(v) => out.push_bind_param::<Text, _>(v),
-            Bind::OptText(v) => out.push_bind_param::<Nullable<Text>, _>(v),
-            Bind::BigInt(v) => out.push_bind_param::<BigInt, _>(v),
-            Bind::OptBigInt(v) => out.push_bind_param::<Nullable<BigInt>, _>(v),
-            Bind::Int(v) => out.push_bind_param::<Integer, _>(v),
-            Bind::Bool(v) => out.push_bind_param::<Bool, _>(v),
-            Bind::Double(v) => out.push_bind_param::<Double, _>(v),
-            Bind::OptDouble(v) => out.push_bind_param::<Nullable<Double>, _>(v),
-            Bind::Ts(v) => out.push_bind_param::<Timestamp, _>(v),
-            Bind::OptTs(v) => out.push_bind_param::<Nullable<Timestamp>, _>(v),
+/// Implements the query for one backend; [`MultiBackend`] for the plain `AnyConnection`, the
+/// concrete ones for [`Update::execute`], which runs on the connection behind it (see
+/// [`super::direct`]).
+/// A value bound on one backend.
+trait PushBind<DB: diesel::backend::Backend> {
+    fn push_to<'b>(&'b self, out: &mut AstPass<'_, 'b, DB>) -> diesel::QueryResult<()>;
+}
+
+macro_rules! update_for_backend {
+    ($($db:ty),*) => {$(
+        impl PushBind<$db> for Bind<'_> {
+            fn push_to<'b>(&'b self, out: &mut AstPass<'_, 'b, $db>) -> diesel::QueryResult<()> {
+                match self {
+                    Bind::Text(v) => out.push_bind_param::<Text, _>(v),
+                    Bind::OptText(v) => out.push_bind_param::<Nullable<Text>, _>(v),
+                    Bind::BigInt(v) => out.push_bind_param::<BigInt, _>(v),
+                    Bind::OptBigInt(v) => out.push_bind_param::<Nullable<BigInt>, _>(v),
+                    Bind::Int(v) => out.push_bind_param::<Integer, _>(v),
+                    Bind::Bool(v) => out.push_bind_param::<Bool, _>(v),
+                    Bind::Double(v) => out.push_bind_param::<Double, _>(v),
+                    Bind::OptDouble(v) => out.push_bind_param::<Nullable<Double>, _>(v),
+                    Bind::Ts(v) => out.push_bind_param::<Timestamp, _>(v),
+                    Bind::OptTs(v) => out.push_bind_param::<Nullable<Timestamp>, _>(v),
+                }
+            }
         }
-    }
+
+        impl QueryFragment<$db> for Update<'_> {
+            fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, $db>) -> diesel::QueryResult<()> {
+                out.push_sql("UPDATE ");
+                out.push_identifier(self.table)?;
+                for (i, (column, value)) in self.set.iter().enumerate() {
+                    out.push_sql(if i == 0 { " SET " } else { ", " });
+                    out.push_identifier(column)?;
+                    out.push_sql(" = ");
+                    value.push_to(&mut out)?;
+                }
+                for (i, (column, test)) in self.filter.iter().enumerate() {
+                    out.push_sql(if i == 0 { " WHERE " } else { " AND " });
+                    out.push_identifier(column)?;
+                    match test {
+                        Test::Eq(value) => {
+                            out.push_sql(" = ");
+                            value.push_to(&mut out)?;
+                        }
+                        Test::IsNull => out.push_sql(" IS NULL"),
+                    }
+                }
+                Ok(())
+            }
+        }
+    )*};
 }
 
 /// What a condition compares a column with.
@@ -135,30 +176,7 @@ impl<'a> Update<'a> {
     }
 }
 
-impl QueryFragment<MultiBackend> for Update<'_> {
-    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, MultiBackend>) -> diesel::QueryResult<()> {
-        out.push_sql("UPDATE ");
-        out.push_identifier(self.table)?;
-        for (i, (column, value)) in self.set.iter().enumerate() {
-            out.push_sql(if i == 0 { " SET " } else { ", " });
-            out.push_identifier(column)?;
-            out.push_sql(" = ");
-            value.push(&mut out)?;
-        }
-        for (i, (column, test)) in self.filter.iter().enumerate() {
-            out.push_sql(if i == 0 { " WHERE " } else { " AND " });
-            out.push_identifier(column)?;
-            match test {
-                Test::Eq(value) => {
-                    out.push_sql(" = ");
-                    value.push(&mut out)?;
-                }
-                Test::IsNull => out.push_sql(" IS NULL"),
-            }
-        }
-        Ok(())
-    }
-}
+update_for_backend!(MultiBackend, Sqlite, Pg);
 
 impl QueryId for Update<'_> {
     type QueryId = ();
@@ -167,6 +185,14 @@ impl QueryId for Update<'_> {
 }
 
 impl<Conn> RunQueryDsl<Conn> for Update<'_> {}
+
+impl Update<'_> {
+    /// Runs the update and returns the number of rows it changed. On the connection behind
+    /// `conn`, so the statement is only bound, not rendered again (see [`super::direct`]).
+    pub fn execute(self, conn: &mut AnyConnection) -> diesel::QueryResult<usize> {
+        super::direct!(conn, |c| RunQueryDsl::execute(self, c))
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -184,6 +210,8 @@ mod tests {
         ] {
             assert!(u.is_safe_to_cache_prepared(&backend).unwrap());
         }
+        assert!(QueryFragment::<Sqlite>::is_safe_to_cache_prepared(&u, &Sqlite).unwrap());
+        assert!(QueryFragment::<Pg>::is_safe_to_cache_prepared(&u, &Pg).unwrap());
     }
 
     #[tokio::test]
