@@ -154,5 +154,25 @@ async fn receive(
         alerts_received: outcome.alerts.len(),
         outcome: &outcome,
     };
-    Ok((status, Json(body)).into_response())
+    json_answer(status, &body)
+}
+
+/// `body` as a JSON response, serialized into one buffer sized for a webhook's answer. axum's
+/// `Json` writes through `BytesMut`'s `io::Write` a token at a time, which on the dedupe path
+/// cost a tenth of the request side's CPU.
+fn json_answer(status: StatusCode, body: &impl serde::Serialize) -> Result<Response, ApiError> {
+    let mut buf = Vec::with_capacity(1024);
+    serde_json::to_writer(&mut buf, body).map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("cannot serialise the answer: {e}"),
+        )
+    })?;
+    Ok((
+        status,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        buf,
+    )
+        .into_response())
 }

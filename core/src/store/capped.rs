@@ -11,7 +11,7 @@
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::query_dsl::RunQueryDsl;
 
-use super::any::MultiBackend;
+use diesel::backend::Backend;
 
 /// `query LIMIT cap`, for a `query` without a `LIMIT` or `OFFSET` of its own.
 #[derive(Debug, Clone, Copy)]
@@ -27,8 +27,8 @@ impl<Q> Capped<Q> {
     }
 }
 
-impl<Q: QueryFragment<MultiBackend>> QueryFragment<MultiBackend> for Capped<Q> {
-    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, MultiBackend>) -> diesel::QueryResult<()> {
+impl<DB: Backend, Q: QueryFragment<DB>> QueryFragment<DB> for Capped<Q> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> diesel::QueryResult<()> {
         self.query.walk_ast(out.reborrow())?;
         out.push_sql(" LIMIT ");
         out.push_sql(&self.cap.to_string());
@@ -52,7 +52,11 @@ impl<Q, Conn> RunQueryDsl<Conn> for Capped<Q> {}
 mod tests {
     use diesel::prelude::*;
 
+    use diesel::pg::Pg;
+    use diesel::sqlite::Sqlite;
+
     use super::*;
+    use crate::store::any::MultiBackend;
     use crate::store::schema::pipeline_runs;
     use crate::store::{self, NewPipelineRun, testing};
 
@@ -71,6 +75,9 @@ mod tests {
         ] {
             assert!(q.is_safe_to_cache_prepared(&backend).unwrap());
         }
+        // And on the connections behind `AnyConnection`, where `store::direct!` runs it.
+        assert!(QueryFragment::<Sqlite>::is_safe_to_cache_prepared(&q, &Sqlite).unwrap());
+        assert!(QueryFragment::<Pg>::is_safe_to_cache_prepared(&q, &Pg).unwrap());
     }
 
     #[tokio::test]

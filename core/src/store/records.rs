@@ -414,8 +414,8 @@ pub fn latest_alerts_of_incident(
         .select(alerts::all_columns)
         .filter(alerts::incident_id.eq(incident_id))
         .order((alerts::received_at.desc(), alerts::id.desc()));
-    super::capped::Capped::new(q, cap)
-        .load::<AlertRow>(conn)?
+    let q = super::capped::Capped::new(q, cap);
+    super::direct!(conn, |c| q.load::<AlertRow>(c))?
         .into_iter()
         .map(TryInto::try_into)
         .collect()
@@ -477,13 +477,14 @@ pub fn insert_check_run(
     trace_id: &str,
     run_id: Option<&str>,
 ) -> Result<CheckRun> {
-    let row: CheckRunRow = diesel::insert_into(check_runs::table)
+    let metrics = json_to(&result.metrics)?;
+    let row: CheckRunRow = super::direct!(conn, |c| diesel::insert_into(check_runs::table)
         .values((
             check_runs::checker_name.eq(&result.checker),
             check_runs::hostname.eq(hostname),
             check_runs::status.eq(result.status.as_str()),
             check_runs::message.eq(&result.message),
-            check_runs::metrics.eq(json_to(&result.metrics)?),
+            check_runs::metrics.eq(&metrics),
             check_runs::error.eq(result.error.as_deref()),
             check_runs::warning_threshold.eq(result.warning_threshold),
             check_runs::critical_threshold.eq(result.critical_threshold),
@@ -493,7 +494,7 @@ pub fn insert_check_run(
             check_runs::run_id.eq(run_id),
         ))
         .returning(check_runs::all_columns)
-        .get_result(conn)?;
+        .get_result(c))?;
     row.try_into()
 }
 
@@ -559,18 +560,19 @@ pub fn insert_analysis_run(conn: &mut AnyConnection, new: &NewAnalysisRun) -> Re
         .completed_at
         .map(|c| (c - new.started_at).num_microseconds().unwrap_or(0) as f64 / 1000.0);
     let count = i32::try_from(new.recommendations.len()).unwrap_or(i32::MAX);
-    let row: AnalysisRunRow = diesel::insert_into(analysis_runs::table)
+    let provider_config = json_to(&crate::secret::redact(&new.provider_config))?;
+    let recommendations = json_to(&new.recommendations)?;
+    let row: AnalysisRunRow = super::direct!(conn, |c| diesel::insert_into(analysis_runs::table)
         .values((
             analysis_runs::trace_id.eq(&new.trace_id),
             analysis_runs::run_id.eq(new.run_id.as_deref()),
             analysis_runs::provider.eq(&new.provider),
-            analysis_runs::provider_config
-                .eq(json_to(&crate::secret::redact(&new.provider_config))?),
+            analysis_runs::provider_config.eq(&provider_config),
             analysis_runs::model_name.eq(new.model_name.as_deref()),
             analysis_runs::status.eq(new.status.as_str()),
             analysis_runs::incident_id.eq(new.incident_id),
             analysis_runs::input_summary.eq(&new.input_summary),
-            analysis_runs::recommendations.eq(json_to(&new.recommendations)?),
+            analysis_runs::recommendations.eq(&recommendations),
             analysis_runs::recommendations_count.eq(count),
             analysis_runs::prompt_tokens.eq(new.usage.map(|u| u.prompt_tokens)),
             analysis_runs::completion_tokens.eq(new.usage.map(|u| u.completion_tokens)),
@@ -583,7 +585,7 @@ pub fn insert_analysis_run(conn: &mut AnyConnection, new: &NewAnalysisRun) -> Re
             analysis_runs::duration_ms.eq(duration),
         ))
         .returning(analysis_runs::all_columns)
-        .get_result(conn)?;
+        .get_result(c))?;
     row.try_into()
 }
 
@@ -959,7 +961,7 @@ pub struct NewDelivery {
 
 /// Records a delivery attempt.
 pub fn insert_delivery(conn: &mut AnyConnection, new: &NewDelivery) -> Result<Delivery> {
-    let row: DeliveryRow = diesel::insert_into(deliveries::table)
+    let row: DeliveryRow = super::direct!(conn, |c| diesel::insert_into(deliveries::table)
         .values((
             deliveries::channel_name.eq(new.channel_name.as_deref()),
             deliveries::driver.eq(&new.driver),
@@ -976,7 +978,7 @@ pub fn insert_delivery(conn: &mut AnyConnection, new: &NewDelivery) -> Result<De
             deliveries::duration_ms.eq(new.duration_ms),
         ))
         .returning(deliveries::all_columns)
-        .get_result(conn)?;
+        .get_result(c))?;
     row.try_into()
 }
 
