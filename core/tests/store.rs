@@ -117,23 +117,50 @@ async fn concurrent_writes_commit_and_a_failing_one_rolls_back_alone() {
                     .write(move |c| {
                         let inc =
                             store::insert_incident(c, &incident(&format!("I{i}"), Severity::Info))?;
-                        store::insert_alert(c, &alert(&fp, Some(inc.id)))
+                        let a = store::insert_alert(c, &alert(&fp, Some(inc.id)))?;
+                        let h =
+                            store::add_alert_history(c, a.id, "created", "", "firing", json!({}))?;
+                        Ok((a, h))
                     })
                     .await;
                 (i, r)
             });
         }
         let mut failed = 0;
+        let mut returned = Vec::new();
         while let Some(done) = writes.join_next().await {
             let (i, r) = done.unwrap();
             if i % 5 == 0 {
                 assert_eq!(r.unwrap_err().kind(), ErrorKind::Conflict, "{}", db.label);
                 failed += 1;
             } else {
-                assert_eq!(r.unwrap().fingerprint, format!("fp-{i}"), "{}", db.label);
+                let (a, h) = r.unwrap();
+                assert_eq!(a.fingerprint, format!("fp-{i}"), "{}", db.label);
+                returned.push((a, h));
             }
         }
         assert_eq!(failed, 8);
+        // The ids the inserts returned name the rows they wrote, whatever else the group wrote
+        // or rolled back around them.
+        for (a, h) in returned {
+            let (stored, history) = db
+                .store
+                .run(move |c| {
+                    Ok((
+                        store::find_alert(c, "alertmanager", &a.fingerprint)?,
+                        store::list_alert_history(c, a.id)?,
+                    ))
+                })
+                .await
+                .unwrap();
+            assert_eq!(stored.map(|s| s.id), Some(a.id), "{}", db.label);
+            assert_eq!(
+                history.iter().map(|x| x.id).collect::<Vec<_>>(),
+                vec![h.id],
+                "{}",
+                db.label
+            );
+        }
         let (alerts, incidents) = db
             .store
             .run(|c| {

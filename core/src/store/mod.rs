@@ -81,6 +81,45 @@ macro_rules! direct {
 }
 pub(crate) use direct;
 
+/// Inserts one row and returns its id (`$id`, the table's integer primary key).
+///
+/// # Why
+/// On SQLite the id is read back with `last_insert_rowid()` on the same connection, not with
+/// `RETURNING`: SQLite collects the rows of a `RETURNING` clause in an ephemeral table, opened
+/// (a b-tree with a pager of its own) and closed again for every statement, about 5% of the
+/// writer thread on the ingest path. `id` is an alias of the rowid in every table (`INTEGER
+/// PRIMARY KEY`), and the writer's connection runs one statement at a time.
+macro_rules! insert_id {
+    ($conn:expr, $table:path, $id:path, $values:expr) => {
+        match $conn {
+            $crate::store::AnyConnection::Sqlite(c) => diesel::insert_into($table)
+                .values($values)
+                .execute(c)
+                .and_then(|_| {
+                    diesel::select($crate::store::sqlite_fns::last_insert_rowid())
+                        .get_result::<i64>(c)
+                }),
+            $crate::store::AnyConnection::Postgres(c) => diesel::insert_into($table)
+                .values($values)
+                .returning($id)
+                .get_result::<i64>(c),
+        }
+    };
+}
+pub(crate) use insert_id;
+
+/// SQL functions of SQLite's that diesel does not declare.
+#[allow(missing_docs)]
+pub(crate) mod sqlite_fns {
+    use diesel::expression::functions::declare_sql_function;
+
+    #[declare_sql_function]
+    extern "SQL" {
+        /// The rowid of the connection's latest successful `INSERT`.
+        fn last_insert_rowid() -> BigInt;
+    }
+}
+
 /// Which backend a store uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

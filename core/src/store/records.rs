@@ -54,8 +54,11 @@ pub fn insert_incident(conn: &mut AnyConnection, new: &NewIncident) -> Result<In
     let t = now();
     // Only the id comes back: the rest is what was written, so nothing is parsed back.
     let metadata = json_to(&new.metadata)?;
-    let id: i64 = super::direct!(conn, |c| diesel::insert_into(incidents::table)
-        .values((
+    let id: i64 = super::insert_id!(
+        conn,
+        incidents::table,
+        incidents::id,
+        (
             incidents::title.eq(&new.title),
             incidents::status.eq(IncidentStatus::Open.as_str()),
             incidents::severity.eq(new.severity.as_str()),
@@ -65,9 +68,8 @@ pub fn insert_incident(conn: &mut AnyConnection, new: &NewIncident) -> Result<In
             incidents::group_key.eq(&new.group_key),
             incidents::created_at.eq(t),
             incidents::updated_at.eq(t),
-        ))
-        .returning(incidents::id)
-        .get_result(c))?;
+        )
+    )?;
     Ok(Incident {
         id,
         title: new.title.clone(),
@@ -202,8 +204,11 @@ pub fn add_incident_event(
 ) -> Result<IncidentEvent> {
     let t = now();
     let details_text = json_to(&details)?;
-    let id: i64 = super::direct!(conn, |c| diesel::insert_into(incident_events::table)
-        .values((
+    let id: i64 = super::insert_id!(
+        conn,
+        incident_events::table,
+        incident_events::id,
+        (
             incident_events::incident_id.eq(incident_id),
             incident_events::event.eq(event),
             incident_events::old_status.eq(old_status),
@@ -211,9 +216,8 @@ pub fn add_incident_event(
             incident_events::actor.eq(actor),
             incident_events::details.eq(&details_text),
             incident_events::created_at.eq(t),
-        ))
-        .returning(incident_events::id)
-        .get_result(c))?;
+        )
+    )?;
     Ok(IncidentEvent {
         id,
         incident_id,
@@ -285,8 +289,11 @@ pub fn insert_alert(conn: &mut AnyConnection, new: &NewAlert) -> Result<Alert> {
         json_to(&new.annotations)?,
         json_to(&new.raw_payload)?,
     );
-    let id: i64 = super::direct!(conn, |c| diesel::insert_into(alerts::table)
-        .values((
+    let id: i64 = super::insert_id!(
+        conn,
+        alerts::table,
+        alerts::id,
+        (
             alerts::fingerprint.eq(&new.fingerprint),
             alerts::source.eq(&new.source),
             alerts::name.eq(&new.name),
@@ -302,9 +309,8 @@ pub fn insert_alert(conn: &mut AnyConnection, new: &NewAlert) -> Result<Alert> {
             alerts::received_at.eq(t),
             alerts::updated_at.eq(t),
             alerts::incident_id.eq(new.incident_id),
-        ))
-        .returning(alerts::id)
-        .get_result(c))?;
+        )
+    )?;
     Ok(Alert {
         id,
         fingerprint: new.fingerprint.clone(),
@@ -432,17 +438,19 @@ pub fn add_alert_history(
 ) -> Result<AlertHistory> {
     let t = now();
     let details_text = json_to(&details)?;
-    let id: i64 = super::direct!(conn, |c| diesel::insert_into(alert_history::table)
-        .values((
+    let id: i64 = super::insert_id!(
+        conn,
+        alert_history::table,
+        alert_history::id,
+        (
             alert_history::alert_id.eq(alert_id),
             alert_history::event.eq(event),
             alert_history::old_status.eq(old_status),
             alert_history::new_status.eq(new_status),
             alert_history::details.eq(&details_text),
             alert_history::created_at.eq(t),
-        ))
-        .returning(alert_history::id)
-        .get_result(c))?;
+        )
+    )?;
     Ok(AlertHistory {
         id,
         alert_id,
@@ -663,8 +671,11 @@ fn insert_run(
     let attempts = i32::from(claim.is_some());
     let started_at = claim.map(|_| t);
     let payload = json_to(&new.inbound_payload)?;
-    let id: i64 = super::direct!(conn, |c| diesel::insert_into(pipeline_runs::table)
-        .values((
+    let id: i64 = super::insert_id!(
+        conn,
+        pipeline_runs::table,
+        pipeline_runs::id,
+        (
             pipeline_runs::run_id.eq(&new.run_id),
             pipeline_runs::trace_id.eq(&new.trace_id),
             pipeline_runs::status.eq(status.as_str()),
@@ -682,9 +693,8 @@ fn insert_run(
             pipeline_runs::created_at.eq(t),
             pipeline_runs::updated_at.eq(t),
             pipeline_runs::next_attempt_at.eq(Some(t)),
-        ))
-        .returning(pipeline_runs::id)
-        .get_result(c))?;
+        )
+    )?;
     Ok(PipelineRun {
         id,
         run_id: new.run_id.clone(),
@@ -783,23 +793,23 @@ pub struct NewStageExecution {
 pub fn insert_stage_execution(conn: &mut AnyConnection, new: &NewStageExecution) -> Result<i64> {
     // The id only: `RETURNING *` parsed the input snapshot (the whole run state) back, on the
     // writer, for a record whose every field the caller already has.
-    Ok(super::direct!(conn, |c| diesel::insert_into(
-        stage_executions::table
-    )
-    .values((
-        stage_executions::pipeline_run_id.eq(new.pipeline_run_id),
-        stage_executions::node_id.eq(&new.node_id),
-        stage_executions::stage.eq(&new.stage),
-        stage_executions::attempt.eq(new.attempt),
-        stage_executions::status.eq(new.status.as_str()),
-        stage_executions::idempotency_key.eq(&new.idempotency_key),
-        stage_executions::input_snapshot.eq(new.input_snapshot.as_str()),
-        stage_executions::output_snapshot.eq("{}"),
-        stage_executions::error_retryable.eq(false),
-        stage_executions::started_at.eq(Some(now())),
-    ))
-    .returning(stage_executions::id)
-    .get_result(c))?)
+    Ok(super::insert_id!(
+        conn,
+        stage_executions::table,
+        stage_executions::id,
+        (
+            stage_executions::pipeline_run_id.eq(new.pipeline_run_id),
+            stage_executions::node_id.eq(&new.node_id),
+            stage_executions::stage.eq(&new.stage),
+            stage_executions::attempt.eq(new.attempt),
+            stage_executions::status.eq(new.status.as_str()),
+            stage_executions::idempotency_key.eq(&new.idempotency_key),
+            stage_executions::input_snapshot.eq(new.input_snapshot.as_str()),
+            stage_executions::output_snapshot.eq("{}"),
+            stage_executions::error_retryable.eq(false),
+            stage_executions::started_at.eq(Some(now())),
+        )
+    )?)
 }
 
 /// A run's stage executions in execution order.
