@@ -519,6 +519,42 @@ async fn channels_definitions_checks_analyses_and_deliveries_round_trip() {
         assert_eq!(a.provider_config["api_key"], "**REDACTED**", "{}", db.label);
         assert_eq!(a.total_tokens, Some(3));
         assert!(a.fallback_used);
+
+        let delivery = store::NewDelivery {
+            channel_name: Some("ops-slack".into()),
+            driver: "slack".into(),
+            status: DeliveryStatus::Sent,
+            attempt: 1,
+            idempotency_key: "run-1:notify:ops-slack".into(),
+            message_id: Some("m-1".into()),
+            response: Some("ok".into()),
+            error: None,
+            trace_id: "t".into(),
+            run_id: Some("run-1".into()),
+            incident_id: None,
+            duration_ms: Some(12.5),
+        };
+        let d = db
+            .store
+            .write(move |c| store::insert_delivery(c, &delivery))
+            .await
+            .unwrap();
+        // The records the inserts return are built from what they wrote (nothing is read back):
+        // they must be what a read finds.
+        let (checks, analyses, deliveries) = db
+            .store
+            .run(|c| {
+                Ok((
+                    store::list_check_runs(c, None, 10)?,
+                    store::list_analysis_runs(c, None, 10)?,
+                    store::list_deliveries(c, None, 10)?,
+                ))
+            })
+            .await
+            .unwrap();
+        assert_eq!(checks, vec![run], "{}", db.label);
+        assert_eq!(analyses, vec![a], "{}", db.label);
+        assert_eq!(deliveries, vec![d], "{}", db.label);
     }
 }
 

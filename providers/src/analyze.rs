@@ -466,8 +466,9 @@ impl RunContext<'_> {
             .tocsin
             .store()
             .write(move |c| {
-                diesel::update(incidents::table.find(id))
-                    .set(incidents::summary.eq(summary))
+                // An `Update`: diesel's own is parsed and planned again on every call.
+                store::update::Update::by_id("incidents", id)
+                    .set(incidents::summary, summary.as_str())
                     .execute(c)?;
                 Ok(())
             })

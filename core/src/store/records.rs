@@ -485,9 +485,14 @@ pub fn insert_check_run(
     trace_id: &str,
     run_id: Option<&str>,
 ) -> Result<CheckRun> {
+    let t = now();
     let metrics = json_to(&result.metrics)?;
-    let row: CheckRunRow = super::direct!(conn, |c| diesel::insert_into(check_runs::table)
-        .values((
+    // The record is built from what was written: nothing is read or parsed back.
+    let id: i64 = super::insert_id!(
+        conn,
+        check_runs::table,
+        check_runs::id,
+        (
             check_runs::checker_name.eq(&result.checker),
             check_runs::hostname.eq(hostname),
             check_runs::status.eq(result.status.as_str()),
@@ -497,13 +502,26 @@ pub fn insert_check_run(
             check_runs::warning_threshold.eq(result.warning_threshold),
             check_runs::critical_threshold.eq(result.critical_threshold),
             check_runs::duration_ms.eq(result.duration_ms),
-            check_runs::executed_at.eq(now()),
+            check_runs::executed_at.eq(t),
             check_runs::trace_id.eq(trace_id),
             check_runs::run_id.eq(run_id),
-        ))
-        .returning(check_runs::all_columns)
-        .get_result(c))?;
-    row.try_into()
+        )
+    )?;
+    Ok(CheckRun {
+        id,
+        checker_name: result.checker.clone(),
+        hostname: hostname.to_owned(),
+        status: result.status,
+        message: result.message.clone(),
+        metrics: result.metrics.clone(),
+        error: result.error.clone(),
+        warning_threshold: result.warning_threshold,
+        critical_threshold: result.critical_threshold,
+        duration_ms: result.duration_ms,
+        executed_at: ts(t),
+        trace_id: trace_id.to_owned(),
+        run_id: run_id.map(str::to_owned),
+    })
 }
 
 /// Check runs, newest first, optionally of one checker.
@@ -564,14 +582,23 @@ pub struct NewAnalysisRun {
 
 /// Records an analysis.
 pub fn insert_analysis_run(conn: &mut AnyConnection, new: &NewAnalysisRun) -> Result<AnalysisRun> {
+    let t = now();
     let duration = new
         .completed_at
         .map(|c| (c - new.started_at).num_microseconds().unwrap_or(0) as f64 / 1000.0);
     let count = i32::try_from(new.recommendations.len()).unwrap_or(i32::MAX);
-    let provider_config = json_to(&crate::secret::redact(&new.provider_config))?;
-    let recommendations = json_to(&new.recommendations)?;
-    let row: AnalysisRunRow = super::direct!(conn, |c| diesel::insert_into(analysis_runs::table)
-        .values((
+    let config = crate::secret::redact(&new.provider_config);
+    let provider_config = json_to(&config)?;
+    let recommendations = serde_json::to_value(&new.recommendations)
+        .map_err(|e| Error::internal(format!("cannot serialise JSON: {e}")))?;
+    let recommendations_text = json_to(&recommendations)?;
+    let (started_at, completed_at) = (naive(new.started_at), new.completed_at.map(naive));
+    // The record is built from what was written: nothing is read or parsed back.
+    let id: i64 = super::insert_id!(
+        conn,
+        analysis_runs::table,
+        analysis_runs::id,
+        (
             analysis_runs::trace_id.eq(&new.trace_id),
             analysis_runs::run_id.eq(new.run_id.as_deref()),
             analysis_runs::provider.eq(&new.provider),
@@ -580,21 +607,41 @@ pub fn insert_analysis_run(conn: &mut AnyConnection, new: &NewAnalysisRun) -> Re
             analysis_runs::status.eq(new.status.as_str()),
             analysis_runs::incident_id.eq(new.incident_id),
             analysis_runs::input_summary.eq(&new.input_summary),
-            analysis_runs::recommendations.eq(&recommendations),
+            analysis_runs::recommendations.eq(&recommendations_text),
             analysis_runs::recommendations_count.eq(count),
             analysis_runs::prompt_tokens.eq(new.usage.map(|u| u.prompt_tokens)),
             analysis_runs::completion_tokens.eq(new.usage.map(|u| u.completion_tokens)),
             analysis_runs::total_tokens.eq(new.usage.map(|u| u.total_tokens)),
             analysis_runs::error_message.eq(new.error_message.as_deref()),
             analysis_runs::fallback_used.eq(new.fallback_used),
-            analysis_runs::created_at.eq(now()),
-            analysis_runs::started_at.eq(Some(naive(new.started_at))),
-            analysis_runs::completed_at.eq(new.completed_at.map(naive)),
+            analysis_runs::created_at.eq(t),
+            analysis_runs::started_at.eq(Some(started_at)),
+            analysis_runs::completed_at.eq(completed_at),
             analysis_runs::duration_ms.eq(duration),
-        ))
-        .returning(analysis_runs::all_columns)
-        .get_result(c))?;
-    row.try_into()
+        )
+    )?;
+    Ok(AnalysisRun {
+        id,
+        trace_id: new.trace_id.clone(),
+        run_id: new.run_id.clone(),
+        provider: new.provider.clone(),
+        provider_config: config,
+        model_name: new.model_name.clone(),
+        status: new.status,
+        incident_id: new.incident_id,
+        input_summary: new.input_summary.clone(),
+        recommendations,
+        recommendations_count: count,
+        prompt_tokens: new.usage.map(|u| u.prompt_tokens),
+        completion_tokens: new.usage.map(|u| u.completion_tokens),
+        total_tokens: new.usage.map(|u| u.total_tokens),
+        error_message: new.error_message.clone(),
+        fallback_used: new.fallback_used,
+        created_at: ts(t),
+        started_at: Some(ts(started_at)),
+        completed_at: completed_at.map(ts),
+        duration_ms: duration,
+    })
 }
 
 /// Analysis runs, newest first.
@@ -971,8 +1018,13 @@ pub struct NewDelivery {
 
 /// Records a delivery attempt.
 pub fn insert_delivery(conn: &mut AnyConnection, new: &NewDelivery) -> Result<Delivery> {
-    let row: DeliveryRow = super::direct!(conn, |c| diesel::insert_into(deliveries::table)
-        .values((
+    let t = now();
+    // The record is built from what was written: nothing is read back.
+    let id: i64 = super::insert_id!(
+        conn,
+        deliveries::table,
+        deliveries::id,
+        (
             deliveries::channel_name.eq(new.channel_name.as_deref()),
             deliveries::driver.eq(&new.driver),
             deliveries::status.eq(new.status.as_str()),
@@ -984,12 +1036,26 @@ pub fn insert_delivery(conn: &mut AnyConnection, new: &NewDelivery) -> Result<De
             deliveries::trace_id.eq(&new.trace_id),
             deliveries::run_id.eq(new.run_id.as_deref()),
             deliveries::incident_id.eq(new.incident_id),
-            deliveries::created_at.eq(now()),
+            deliveries::created_at.eq(t),
             deliveries::duration_ms.eq(new.duration_ms),
-        ))
-        .returning(deliveries::all_columns)
-        .get_result(c))?;
-    row.try_into()
+        )
+    )?;
+    Ok(Delivery {
+        id,
+        channel_name: new.channel_name.clone(),
+        driver: new.driver.clone(),
+        status: new.status,
+        attempt: new.attempt,
+        idempotency_key: new.idempotency_key.clone(),
+        message_id: new.message_id.clone(),
+        response: new.response.clone(),
+        error: new.error.clone(),
+        trace_id: new.trace_id.clone(),
+        run_id: new.run_id.clone(),
+        incident_id: new.incident_id,
+        created_at: ts(t),
+        duration_ms: new.duration_ms,
+    })
 }
 
 /// Deliveries, newest first, optionally of one run.
