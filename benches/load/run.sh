@@ -13,8 +13,9 @@
 #            POST /api/v2/alerts with the same labels. Records alerts/s, p50/p99 request latency
 #            and the server's resident memory (VmRSS) at the end of the workload.
 #   latency  alert posted to tocsin -> notification at a local sink, through a stored
-#            `ingest -> notify` definition with the webhook driver: idle, then under the distinct
-#            one-per-request load. p50/p90/p99 (benches/src/bin/latency_probe.rs).
+#            `ingest -> notify` definition with the webhook driver: idle (once the machine's load
+#            has settled), then under the distinct one-per-request load. p50/p90/p99
+#            (benches/src/bin/latency_probe.rs).
 #   pipeline the same probe through the default pipeline (ingest, checks, local analysis, notify
 #            to a webhook channel), once the machine's load has settled; p50/p90/p99.
 #   memory   resident memory after --alerts distinct alerts (1,000,000; --quick: 20,000) sent in
@@ -36,7 +37,7 @@ ONLY="load,latency,pipeline,memory"
 CONNECTIONS=8
 THREADS=2
 
-usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) QUICK=1 ;;
@@ -254,6 +255,21 @@ if wants load; then
 fi
 
 # ---- latency ----------------------------------------------------------------------------------
+settle() { # phase: wait (up to 120 s) until the 1-minute load is below 0.9 per core, so that what
+    # an earlier phase left running (PostgreSQL writing out the databases the load part dropped,
+    # say) is not measured as this phase's latency; the load it started at goes to
+    # $OUT/PHASE-loadavg.txt and to the log
+    local phase="$1" cores i
+    cores=$(nproc)
+    for i in $(seq 120); do
+        python3 -c 'import os,sys; sys.exit(0 if os.getloadavg()[0] < 0.9 * int(sys.argv[1]) else 1)' \
+            "$cores" && break
+        [ "$i" = 1 ] && log "$phase: waiting (up to 120 s) for the 1-minute load to drop below 0.9 per core"
+        sleep 1
+    done
+    cut -d' ' -f1 /proc/loadavg >"$OUT/$phase-loadavg.txt"
+}
+
 if wants latency; then
     mkdir -p "$WORK/latency"
     DB="sqlite://$WORK/latency/tocsin.db"
@@ -267,9 +283,10 @@ if wants latency; then
    "config": {"driver": "webhook", "config": {"url": "http://127.0.0.1:$SINK_PORT/hook"}}}]}
 EOF
     TOCSIN_DATABASE_URL="$DB" "$TOCSIN" definitions add "$WORK/latency/latency-probe.json" >&2
+    settle latency
     start_tocsin latency "$DB" latency-probe
     SAMPLES=$([ "$QUICK" = 1 ] && echo 100 || echo 500)
-    log "latency: idle, $SAMPLES probes"
+    log "latency: idle, $SAMPLES probes (load average $(cat "$OUT/latency-loadavg.txt"))"
     "$PROBE" --tocsin "${SERVER_URL#http://}" --sink "127.0.0.1:$SINK_PORT" --samples "$SAMPLES" \
         --interval-ms 20 --timeout 10 --prefix idle --label idle --out "$OUT/latency-idle.json"
     log "latency: under the distinct one-per-request load (${DURATION} s)"
@@ -291,14 +308,7 @@ if wants pipeline; then
     SINK_PORT=$(free_port)
     TOCSIN_DATABASE_URL="$DB" "$TOCSIN" channels add latency-sink --driver webhook \
         --json-config "{\"url\": \"http://127.0.0.1:$SINK_PORT/hook\"}" >&2
-    CORES=$(nproc)
-    for i in $(seq 120); do
-        python3 -c 'import os,sys; sys.exit(0 if os.getloadavg()[0] < 0.9 * int(sys.argv[1]) else 1)' \
-            "$CORES" && break
-        [ "$i" = 1 ] && log "default pipeline: waiting (up to 120 s) for the 1-minute load to drop below 0.9 per core"
-        sleep 1
-    done
-    cut -d' ' -f1 /proc/loadavg >"$OUT/pipeline-loadavg.txt"
+    settle pipeline
     start_tocsin pipeline "$DB"
     # Steady state: the CPU sampler's first reading comes 200 ms after start; until then a check
     # measures CPU on its own (250 ms), as it does on any freshly started server.
