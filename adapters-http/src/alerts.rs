@@ -163,11 +163,9 @@ async fn receive(
 fn json_answer(status: StatusCode, body: &impl serde::Serialize) -> Result<Response, ApiError> {
     let mut buf = Vec::with_capacity(1024);
     serde_json::to_writer(&mut buf, body).map_err(|e| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            format!("cannot serialise the answer: {e}"),
-        )
+        ApiError::from(tocsin_core::Error::internal(format!(
+            "cannot serialise the answer: {e}"
+        )))
     })?;
     Ok((
         status,

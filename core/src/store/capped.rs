@@ -8,10 +8,9 @@
 //! fixed cap in its text, so the statement cache keeps it prepared. Use it only with a constant
 //! cap: every distinct cap is a statement of its own in each connection's cache.
 
+use diesel::backend::Backend;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::query_dsl::RunQueryDsl;
-
-use diesel::backend::Backend;
 
 /// `query LIMIT cap`, for a `query` without a `LIMIT` or `OFFSET` of its own.
 #[derive(Debug, Clone, Copy)]
@@ -50,9 +49,8 @@ impl<Q, Conn> RunQueryDsl<Conn> for Capped<Q> {}
 
 #[cfg(test)]
 mod tests {
-    use diesel::prelude::*;
-
     use diesel::pg::Pg;
+    use diesel::prelude::*;
     use diesel::sqlite::Sqlite;
 
     use super::*;

@@ -52,9 +52,4 @@ impl Snapshot {
     pub fn as_str(&self) -> &str {
         &self.text
     }
-
-    /// The redacted value, taken out.
-    pub fn into_value(self) -> Value {
-        self.value
-    }
 }

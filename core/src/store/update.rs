@@ -13,11 +13,10 @@
 
 use chrono::NaiveDateTime;
 use diesel::Column;
+use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 use diesel::query_dsl::RunQueryDsl;
 use diesel::sql_types::{BigInt, Bool, Double, Integer, Nullable, Text, Timestamp};
-
-use diesel::pg::Pg;
 use diesel::sqlite::Sqlite;
 
 use super::AnyConnection;
@@ -77,14 +76,13 @@ impl<'a> From<&'a String> for Bind<'a> {
     }
 }
 
-/// Implements the query for one backend; [`MultiBackend`] for the plain `AnyConnection`, the
-/// concrete ones for [`Update::execute`], which runs on the connection behind it (see
-/// [`super::direct`]).
 /// A value bound on one backend.
 trait PushBind<DB: diesel::backend::Backend> {
     fn push_to<'b>(&'b self, out: &mut AstPass<'_, 'b, DB>) -> diesel::QueryResult<()>;
 }
 
+// Implements the query for one backend: `MultiBackend` for the plain `AnyConnection`, the
+// concrete ones for `Update::execute`, which runs on the connection behind it (`direct!`).
 macro_rules! update_for_backend {
     ($($db:ty),*) => {$(
         impl PushBind<$db> for Bind<'_> {
