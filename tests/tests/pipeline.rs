@@ -176,6 +176,29 @@ async fn webhook_to_slack_with_no_storms_and_a_resolution() {
         );
         let ingest = execs.iter().find(|e| e.node_id == "ingest").unwrap();
         assert_eq!(ingest.status, tocsin_core::domain::StageStatus::Succeeded);
+        // Run in the claim's transaction and recorded in one statement, finished: its output
+        // names the run's incident, and the input is the state the run started with.
+        assert_eq!(ingest.attempt, 1);
+        assert!(
+            ingest.started_at.is_some() && ingest.completed_at.is_some(),
+            "{ingest:?}"
+        );
+        assert!(ingest.duration_ms.is_some(), "{ingest:?}");
+        assert_eq!(
+            ingest.output_snapshot["incident_id"].as_i64(),
+            runs[0].incident_id,
+            "{}: {ingest:?}",
+            db.label
+        );
+        assert_eq!(
+            ingest.input_snapshot["incident_id"].as_i64(),
+            runs[0].incident_id,
+            "{}: {ingest:?}",
+            db.label
+        );
+        assert!(ingest.error_message.is_none() && ingest.skip_reason.is_none());
+        // The run got past it: its last stage is the notify node's.
+        assert_eq!(runs[0].current_stage.as_deref(), Some("notify"), "{runs:?}");
         tx.send(true).unwrap();
         for w in workers {
             w.await.unwrap();

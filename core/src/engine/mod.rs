@@ -632,12 +632,12 @@ impl Engine {
                     };
                     let until = lease_until(step.timeout + self.lease_margin);
                     let (owner2, settled) = (owner.clone(), std::mem::take(&mut owed));
-                    let (node_id, exec) = (step.node_id.clone(), step.exec.clone());
-                    let abandoned = progress.left_running(&node_id);
+                    let exec = step.exec.clone();
+                    let abandoned = progress.left_running(&step.node_id);
                     let started = store
                         .write(move |c| {
                             settle(c, settled)?;
-                            start_node(c, pk, &owner2, until, &node_id, &exec, abandoned)
+                            start_node(c, pk, &owner2, until, &exec, abandoned, None)
                         })
                         .await?;
                     (step, started)
@@ -679,14 +679,10 @@ impl Engine {
             let ms = t0.elapsed().as_secs_f64() * 1000.0;
             match result {
                 Ok(output) => {
-                    owed.push(succeeded(
-                        &mut progress.state,
-                        &node,
-                        (pk, run.incident_id),
-                        started,
-                        output,
-                        ms,
-                    ));
+                    owed.push(
+                        succeeded(&mut progress.state, &node, run.incident_id, output, ms)
+                            .owed(pk, started),
+                    );
                 }
                 Err(err) => {
                     let exec_id = started;
@@ -860,22 +856,14 @@ fn skip_record(
         node_id: node.id.clone(),
         stage: node.kind.clone(),
         attempt,
-        status: StageStatus::Running,
+        status: StageStatus::Skipped,
         idempotency_key: format!("{}:{}", run.run_id, node.id),
         input_snapshot: bound(state),
     };
     let reason = reason.to_owned();
     Box::new(move |c| {
-        let exec_id = store::insert_stage_execution(c, &exec)?;
-        finish_execution(
-            c,
-            exec_id,
-            StageStatus::Skipped,
-            &Snapshot::null(),
-            None,
-            Some(&reason),
-            0.0,
-        )
+        store::insert_finished_stage_execution(c, &exec, &Snapshot::null(), Some(&reason), 0.0)
+            .map(drop)
     })
 }
 
@@ -946,7 +934,8 @@ impl Claim {
         Ok(claim)
     }
 
-    /// Starts the first node to run (running before it the nodes that need no I/O).
+    /// Starts the first node to run, running before it, in this transaction, the nodes that need
+    /// no I/O.
     fn begin(
         c: &mut AnyConnection,
         tocsin: &Tocsin,
@@ -965,43 +954,56 @@ impl Claim {
             return Ok(claim);
         };
         let owner = claim.run.lease_owner.clone().unwrap_or_default();
+        let pk = claim.run.id;
+        // The last node run here and the run's status after it: written with the next node's
+        // start, or on their own when no node follows.
+        let mut ran: Option<(String, Option<PipelineStatus>)> = None;
         loop {
             let Some(step) = progress.advance(&claim.run, &mut claim.owed) else {
+                if let Some((stage, status)) = ran {
+                    claim
+                        .owed
+                        .push(Box::new(move |c| record_stage(c, pk, &stage, status)));
+                }
                 return Ok(claim);
             };
             settle(c, std::mem::take(&mut claim.owed))?;
-            let until = lease_until(step.timeout + lease_margin);
             let abandoned = progress.left_running(&step.node_id);
-            let started = start_node(
-                c,
-                claim.run.id,
-                &owner,
-                until,
-                &step.node_id,
-                &step.exec,
-                abandoned,
-            )?;
-            // A node that needs no I/O runs here, in the claim's transaction: the next node then
-            // starts without a commit in between.
-            if let Ok(exec_id) = started {
-                let node = &progress.order[step.index];
-                let t0 = std::time::Instant::now();
-                if let Some(output) =
-                    inline_output(tocsin, &claim.run, node, step.exec.attempt, &progress.state)
-                {
-                    let ms = t0.elapsed().as_secs_f64() * 1000.0;
-                    let node = node.clone();
-                    claim.owed.push(succeeded(
-                        &mut progress.state,
-                        &node,
-                        (claim.run.id, claim.run.incident_id),
-                        exec_id,
-                        output,
-                        ms,
-                    ));
-                    continue;
-                }
+            // A node that needs no I/O runs before anything is written for it (the claim holds
+            // the lease it took in this transaction): its attempt is inserted finished, one
+            // statement where a start and a finish took two, and the run's status goes with the
+            // next node's start.
+            let node = &progress.order[step.index];
+            let t0 = std::time::Instant::now();
+            let inline = if abandoned {
+                None
+            } else {
+                inline_output(tocsin, &claim.run, node, step.exec.attempt, &progress.state)
+            };
+            if let Some(output) = inline {
+                let ms = t0.elapsed().as_secs_f64() * 1000.0;
+                let node = node.clone();
+                let done = succeeded(
+                    &mut progress.state,
+                    &node,
+                    claim.run.incident_id,
+                    output,
+                    ms,
+                );
+                let exec = NewStageExecution {
+                    status: done.exec_status,
+                    ..step.exec
+                };
+                let skip = done.skip_reason.as_deref();
+                store::insert_finished_stage_execution(c, &exec, &done.snap, skip, ms)?;
+                link_incident(c, pk, done.link)?;
+                let status = done.status.or(ran.and_then(|(_, s)| s));
+                ran = Some((node.id, status));
+                continue;
             }
+            let until = lease_until(step.timeout + lease_margin);
+            let status = ran.take().and_then(|(_, s)| s);
+            let started = start_node(c, pk, &owner, until, &step.exec, abandoned, status)?;
             claim.first = Some((step, started));
             return Ok(claim);
         }
@@ -1132,17 +1134,16 @@ impl Progress {
     }
 }
 
-/// A node's success: merges its output into the run state and returns the record still owed
-/// (its execution finished, the run's status, the incident it names). `run` is the run's row id
-/// and the incident it was claimed with.
+/// A node's success: merges its output into the run state and returns what is to be recorded
+/// (its execution's end, the run's status, the incident it names). `claimed_incident`: the
+/// incident the run was claimed with.
 fn succeeded(
     state: &mut Value,
     node: &Node,
-    (pk, claimed_incident): (i64, Option<i64>),
-    exec_id: i64,
+    claimed_incident: Option<i64>,
     output: Value,
     ms: f64,
-) -> Deferred {
+) -> Success {
     let output = if output.is_object() {
         output
     } else {
@@ -1168,30 +1169,62 @@ fn succeeded(
         .and_then(Value::as_i64)
         .filter(|id| Some(*id) != claimed_incident);
     tracing::debug!(node = %node.id, duration_ms = ms, "Node succeeded.");
-    Box::new(move |c| {
-        finish_execution(
-            c,
-            exec_id,
-            exec_status,
-            &snap,
-            None,
-            skip_reason.as_deref(),
-            ms,
-        )?;
-        if let Some(s) = status {
-            Update::by_id("pipeline_runs", pk)
-                .set(pipeline_runs::status, s.as_str())
-                .set(pipeline_runs::updated_at, now())
-                .execute(c)?;
-        }
-        if let Some(id) = link {
-            Update::by_id("pipeline_runs", pk)
-                .set(pipeline_runs::incident_id, Some(id))
-                .filter_null(pipeline_runs::incident_id)
-                .execute(c)?;
-        }
-        Ok(())
-    })
+    Success {
+        exec_status,
+        snap,
+        skip_reason,
+        status,
+        link,
+        ms,
+    }
+}
+
+/// What a node's success leaves to record.
+struct Success {
+    exec_status: StageStatus,
+    snap: Snapshot,
+    skip_reason: Option<String>,
+    /// The run's status after this node, if its kind sets one.
+    status: Option<PipelineStatus>,
+    /// An incident to link the run to.
+    link: Option<i64>,
+    ms: f64,
+}
+
+impl Success {
+    /// The records still owed for a started attempt `exec_id` of run `pk`: its end, then the
+    /// run's status and incident.
+    fn owed(self, pk: i64, exec_id: i64) -> Deferred {
+        Box::new(move |c| {
+            finish_execution(
+                c,
+                exec_id,
+                self.exec_status,
+                &self.snap,
+                None,
+                self.skip_reason.as_deref(),
+                self.ms,
+            )?;
+            if let Some(s) = self.status {
+                Update::by_id("pipeline_runs", pk)
+                    .set(pipeline_runs::status, s.as_str())
+                    .set(pipeline_runs::updated_at, now())
+                    .execute(c)?;
+            }
+            link_incident(c, pk, self.link)
+        })
+    }
+}
+
+/// Links run `pk` to `incident`, unless it names one already.
+fn link_incident(c: &mut AnyConnection, pk: i64, incident: Option<i64>) -> Result<()> {
+    if let Some(id) = incident {
+        Update::by_id("pipeline_runs", pk)
+            .set(pipeline_runs::incident_id, Some(id))
+            .filter_null(pipeline_runs::incident_id)
+            .execute(c)?;
+    }
+    Ok(())
 }
 
 /// The output of a node whose stage can tell it without I/O ([`Stage::execute_inline`]); `None`
@@ -1267,16 +1300,22 @@ fn start_node(
     pk: i64,
     owner: &str,
     until: NaiveDateTime,
-    node_id: &str,
     exec: &NewStageExecution,
     abandoned: bool,
+    status: Option<PipelineStatus>,
 ) -> Result<StartResult> {
-    // Renews the lease and names the stage in one statement; no row: the lease was lost.
+    // Renews the lease and names the stage (and sets the status the nodes run before it left)
+    // in one statement; no row: the lease was lost.
     let t = now();
-    let renewed = Update::by_id("pipeline_runs", pk)
+    let node_id = exec.node_id.as_str();
+    let mut renew = Update::by_id("pipeline_runs", pk)
         .set(pipeline_runs::lease_expires_at, Some(until))
         .set(pipeline_runs::current_stage, Some(node_id))
-        .set(pipeline_runs::updated_at, t)
+        .set(pipeline_runs::updated_at, t);
+    if let Some(s) = status {
+        renew = renew.set(pipeline_runs::status, s.as_str());
+    }
+    let renewed = renew
         .filter_eq(pipeline_runs::lease_owner, owner)
         .execute(c)?;
     if renewed != 1 {
@@ -1302,6 +1341,23 @@ fn start_node(
         .execute(c)?;
     }
     store::insert_stage_execution(c, exec).map(Ok)
+}
+
+/// Names the stage a run got to, and sets its status, when no node start follows to carry them.
+fn record_stage(
+    c: &mut AnyConnection,
+    pk: i64,
+    stage: &str,
+    status: Option<PipelineStatus>,
+) -> Result<()> {
+    let mut u = Update::by_id("pipeline_runs", pk)
+        .set(pipeline_runs::current_stage, Some(stage))
+        .set(pipeline_runs::updated_at, now());
+    if let Some(s) = status {
+        u = u.set(pipeline_runs::status, s.as_str());
+    }
+    u.execute(c)?;
+    Ok(())
 }
 
 fn lease_until(d: Duration) -> NaiveDateTime {

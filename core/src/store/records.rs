@@ -859,6 +859,39 @@ pub fn insert_stage_execution(conn: &mut AnyConnection, new: &NewStageExecution)
     )?)
 }
 
+/// Records a node attempt that ended before anything was written for it (a node run in the
+/// claim's transaction, or one a skip control passed over), in its final `new.status`, and
+/// returns its id: one statement where a start and a finish took two.
+pub fn insert_finished_stage_execution(
+    conn: &mut AnyConnection,
+    new: &NewStageExecution,
+    output: &super::Snapshot,
+    skip_reason: Option<&str>,
+    duration_ms: f64,
+) -> Result<i64> {
+    let t = now();
+    Ok(super::insert_id!(
+        conn,
+        stage_executions::table,
+        stage_executions::id,
+        (
+            stage_executions::pipeline_run_id.eq(new.pipeline_run_id),
+            stage_executions::node_id.eq(&new.node_id),
+            stage_executions::stage.eq(&new.stage),
+            stage_executions::attempt.eq(new.attempt),
+            stage_executions::status.eq(new.status.as_str()),
+            stage_executions::idempotency_key.eq(&new.idempotency_key),
+            stage_executions::input_snapshot.eq(new.input_snapshot.as_str()),
+            stage_executions::output_snapshot.eq(output.as_str()),
+            stage_executions::error_retryable.eq(false),
+            stage_executions::skip_reason.eq(skip_reason),
+            stage_executions::started_at.eq(Some(t)),
+            stage_executions::completed_at.eq(Some(t)),
+            stage_executions::duration_ms.eq(Some(duration_ms)),
+        )
+    )?)
+}
+
 /// A run's stage executions in execution order.
 pub fn list_stage_executions(
     conn: &mut AnyConnection,
