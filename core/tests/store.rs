@@ -571,3 +571,29 @@ async fn a_bad_url_or_a_server_that_is_down_is_a_clear_error() {
     assert!(err.message().contains("127.0.0.1"), "{err}");
     assert!(!err.message().contains("pw@"), "password leaked: {err}");
 }
+
+#[tokio::test]
+async fn the_sqlite_writer_checkpoints_its_log_itself_only_when_the_checkpointer_fell_behind() {
+    use diesel::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Setting {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        wal_autocheckpoint: i64,
+    }
+    let db = testing::sqlite().await;
+    let pages = |c: &mut store::AnyConnection| -> tocsin_core::Result<i64> {
+        let store::AnyConnection::Sqlite(c) = c else {
+            panic!("a SQLite store gave another connection");
+        };
+        let s: Setting = diesel::sql_query("PRAGMA wal_autocheckpoint").get_result(c)?;
+        Ok(s.wal_autocheckpoint)
+    };
+    // Writes run on the writer thread's connection; reads on pooled ones, which never commit.
+    let writer = db.store.write(pages).await.unwrap();
+    assert_eq!(
+        writer, 10_000,
+        "the writer's own checkpoint is the backstop, ten times SQLite's default"
+    );
+    let reader = db.store.run(pages).await.unwrap();
+    assert_eq!(reader, 1_000, "pooled connections keep SQLite's default");
+}
