@@ -838,6 +838,32 @@ pub struct NewStageExecution {
 /// Records the start of a node attempt and returns its id; the (run, node, attempt) triple is
 /// unique.
 pub fn insert_stage_execution(conn: &mut AnyConnection, new: &NewStageExecution) -> Result<i64> {
+    insert_execution(conn, new, "{}", None, None)
+}
+
+/// Records a node attempt that ended before anything was written for it (a node run in the
+/// claim's transaction, or one a skip control passed over), in its final `new.status`, and
+/// returns its id: one statement where a start and a finish took two.
+pub fn insert_finished_stage_execution(
+    conn: &mut AnyConnection,
+    new: &NewStageExecution,
+    output: &super::Snapshot,
+    skip_reason: Option<&str>,
+    duration_ms: f64,
+) -> Result<i64> {
+    insert_execution(conn, new, output.as_str(), skip_reason, Some(duration_ms))
+}
+
+/// One insert for both: the same statement, so the connection keeps one prepared. `finished`:
+/// the attempt's duration when it has ended.
+fn insert_execution(
+    conn: &mut AnyConnection,
+    new: &NewStageExecution,
+    output: &str,
+    skip_reason: Option<&str>,
+    finished: Option<f64>,
+) -> Result<i64> {
+    let t = now();
     // The id only: `RETURNING *` parsed the input snapshot (the whole run state) back, on the
     // writer, for a record whose every field the caller already has.
     Ok(super::insert_id!(
@@ -852,42 +878,12 @@ pub fn insert_stage_execution(conn: &mut AnyConnection, new: &NewStageExecution)
             stage_executions::status.eq(new.status.as_str()),
             stage_executions::idempotency_key.eq(&new.idempotency_key),
             stage_executions::input_snapshot.eq(new.input_snapshot.as_str()),
-            stage_executions::output_snapshot.eq("{}"),
-            stage_executions::error_retryable.eq(false),
-            stage_executions::started_at.eq(Some(now())),
-        )
-    )?)
-}
-
-/// Records a node attempt that ended before anything was written for it (a node run in the
-/// claim's transaction, or one a skip control passed over), in its final `new.status`, and
-/// returns its id: one statement where a start and a finish took two.
-pub fn insert_finished_stage_execution(
-    conn: &mut AnyConnection,
-    new: &NewStageExecution,
-    output: &super::Snapshot,
-    skip_reason: Option<&str>,
-    duration_ms: f64,
-) -> Result<i64> {
-    let t = now();
-    Ok(super::insert_id!(
-        conn,
-        stage_executions::table,
-        stage_executions::id,
-        (
-            stage_executions::pipeline_run_id.eq(new.pipeline_run_id),
-            stage_executions::node_id.eq(&new.node_id),
-            stage_executions::stage.eq(&new.stage),
-            stage_executions::attempt.eq(new.attempt),
-            stage_executions::status.eq(new.status.as_str()),
-            stage_executions::idempotency_key.eq(&new.idempotency_key),
-            stage_executions::input_snapshot.eq(new.input_snapshot.as_str()),
-            stage_executions::output_snapshot.eq(output.as_str()),
+            stage_executions::output_snapshot.eq(output),
             stage_executions::error_retryable.eq(false),
             stage_executions::skip_reason.eq(skip_reason),
             stage_executions::started_at.eq(Some(t)),
-            stage_executions::completed_at.eq(Some(t)),
-            stage_executions::duration_ms.eq(Some(duration_ms)),
+            stage_executions::completed_at.eq(finished.map(|_| t)),
+            stage_executions::duration_ms.eq(finished),
         )
     )?)
 }
