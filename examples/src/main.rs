@@ -23,6 +23,15 @@ use tocsin_ingest as _;
 use tocsin_notify as _;
 use tocsin_providers as _;
 
+/// jemalloc rather than glibc's allocator. Under load the webhook's values are allocated on the
+/// database writer thread and freed on the runtime's, and glibc then takes the writer's arena lock on
+/// every free that its thread cache cannot hold: about a sixth of the runtime threads' time went to
+/// `malloc`, `free` and waiting for that lock (issue 8; `docs/performance.md`, ninth session). Its
+/// dirty pages are returned after 200 ms (`.cargo/config.toml`), which keeps memory flat.
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Alerts into action: ingest, check, analyse, notify.
 #[derive(Debug, Parser)]
 #[command(name = "tocsin", version, about, propagate_version = true)]
