@@ -68,6 +68,55 @@ async fn incidents_and_alerts_round_trip_with_typed_fields() {
 }
 
 #[tokio::test]
+async fn an_alert_state_is_the_stored_alert_s_compared_fields_and_none_for_an_unknown_identity() {
+    use store::ingest::{AlertState, find_alert_state};
+    for db in testing::all().await {
+        let (a, state, other_source, unknown) = db
+            .store
+            .write(|c| {
+                let inc = store::insert_incident(c, &incident("HighMemory", Severity::Critical))?;
+                let mut new = alert("fp-state", Some(inc.id));
+                new.status = AlertStatus::Resolved;
+                new.ended_at = Some(new.started_at + chrono::Duration::milliseconds(1500));
+                new.annotations = [("summary".to_string(), "disk full".to_string())].into();
+                let a = store::insert_alert(c, &new)?;
+                let state = find_alert_state(c, "alertmanager", "fp-state")?;
+                let other_source = find_alert_state(c, "grafana", "fp-state")?;
+                let unknown = find_alert_state(c, "alertmanager", "fp-none")?;
+                Ok((a, state, other_source, unknown))
+            })
+            .await
+            .unwrap();
+        let expected = AlertState {
+            id: a.id,
+            severity: a.severity,
+            status: a.status,
+            description: a.description.clone(),
+            labels: a.labels.clone(),
+            annotations: a.annotations.clone(),
+            started_at: a.started_at,
+            ended_at: a.ended_at,
+            incident_id: a.incident_id,
+        };
+        assert_eq!(state, Some(expected), "{}", db.label);
+        let state = state.unwrap();
+        assert_eq!(state.status, AlertStatus::Resolved, "{}", db.label);
+        assert_eq!(
+            state.ended_at.map(|t| t.to_rfc3339()),
+            Some("2026-11-27T10:00:01.623456+00:00".to_string()),
+            "{}",
+            db.label
+        );
+        assert_eq!(
+            state.annotations.get("summary").map(String::as_str),
+            Some("disk full")
+        );
+        assert_eq!(other_source, None, "{}", db.label);
+        assert_eq!(unknown, None, "{}", db.label);
+    }
+}
+
+#[tokio::test]
 async fn the_same_source_and_fingerprint_is_a_conflict_and_the_transaction_writes_nothing() {
     for db in testing::all().await {
         db.store

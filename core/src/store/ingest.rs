@@ -8,10 +8,10 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 
-use super::rows::{AlertRow, IncidentRow};
+use super::rows::{AlertRow, AlertStateRow, IncidentRow};
 use super::schema::{alerts, incidents};
 use super::update::Update;
-use super::{AnyConnection, json_to, now};
+use super::{AnyConnection, json_from, json_to, now, ts};
 use crate::domain::{Alert, AlertStatus, Incident, IncidentStatus, Labels, Severity};
 use crate::error::{Error, Result};
 
@@ -33,6 +33,73 @@ pub fn find_active_incident_by_group(
         .select(incidents::all_columns)
         // The first row in that order; no `LIMIT ?` (see `records`: it defeats the statement cache).
         .get_result::<IncidentRow>(c)
+        .optional())?
+    .map(TryInto::try_into)
+    .transpose()
+}
+
+/// A stored alert as a re-sent one is compared with: its id and the fields the comparison reads.
+///
+/// # Why not [`Alert`]
+/// A re-send reads the stored alert on the writer thread, inside the webhook's transaction. The
+/// whole row costs more to decode than to find: its raw payload is JSON to parse (a sixth of the
+/// read, on the dedupe path), and four timestamps go through chrono's format parser; the
+/// comparison reads neither the payload nor the bookkeeping fields (issue 8).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertState {
+    /// Primary key.
+    pub id: i64,
+    /// Severity.
+    pub severity: Severity,
+    /// Status.
+    pub status: AlertStatus,
+    /// Description.
+    pub description: String,
+    /// Labels.
+    pub labels: Labels,
+    /// Annotations.
+    pub annotations: Labels,
+    /// When the condition started.
+    pub started_at: DateTime<Utc>,
+    /// When it ended.
+    pub ended_at: Option<DateTime<Utc>>,
+    /// The incident that groups it.
+    pub incident_id: Option<i64>,
+}
+
+impl TryFrom<AlertStateRow> for AlertState {
+    type Error = Error;
+
+    fn try_from(row: AlertStateRow) -> Result<Self> {
+        Ok(Self {
+            id: row.id,
+            severity: row.severity.parse()?,
+            status: row.status.parse()?,
+            description: row.description,
+            labels: json_from(&row.labels, "alerts.labels")?,
+            annotations: json_from(&row.annotations, "alerts.annotations")?,
+            started_at: ts(row.started_at),
+            ended_at: row.ended_at.map(ts),
+            incident_id: row.incident_id,
+        })
+    }
+}
+
+/// The state of the alert with this identity, if any (the unique `alerts (source, fingerprint)`
+/// index).
+pub fn find_alert_state(
+    conn: &mut AnyConnection,
+    source: &str,
+    fingerprint: &str,
+) -> Result<Option<AlertState>> {
+    super::direct!(conn, |c| alerts::table
+        .filter(
+            alerts::source
+                .eq(source)
+                .and(alerts::fingerprint.eq(fingerprint)),
+        )
+        .select(AlertStateRow::as_select())
+        .get_result::<AlertStateRow>(c)
         .optional())?
     .map(TryInto::try_into)
     .transpose()

@@ -100,6 +100,22 @@ impl TryFrom<AlertRow> for Alert {
     }
 }
 
+/// The columns of an `alerts` row that a re-sent alert is compared with
+/// ([`super::ingest::AlertState`]).
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = alerts)]
+pub struct AlertStateRow {
+    pub id: i64,
+    pub severity: String,
+    pub status: String,
+    pub description: String,
+    pub labels: String,
+    pub annotations: String,
+    pub started_at: NaiveDateTime,
+    pub ended_at: Option<NaiveDateTime>,
+    pub incident_id: Option<i64>,
+}
+
 /// A `alert_history` row.
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = alert_history)]

@@ -34,12 +34,12 @@ use tocsin_core::domain::{
 };
 use tocsin_core::plugin::{Headers, NormalizedAlert};
 use tocsin_core::store::ingest::{
-    AlertUpdate, count_firing_alerts, find_active_incident_by_group, set_incident_severity,
-    touch_alert, touch_incident, update_alert,
+    AlertState, AlertUpdate, count_firing_alerts, find_active_incident_by_group, find_alert_state,
+    set_incident_severity, touch_alert, touch_incident, update_alert,
 };
 use tocsin_core::store::{
-    AnyConnection, NewAlert, NewIncident, add_alert_history, add_incident_event, find_alert,
-    get_incident, insert_alert, insert_incident, set_incident_status,
+    AnyConnection, NewAlert, NewIncident, add_alert_history, add_incident_event, get_incident,
+    insert_alert, insert_incident, set_incident_status,
 };
 use tocsin_core::{Error, ErrorKind, Result, Secret, Tocsin};
 
@@ -681,7 +681,7 @@ impl Writer<'_, '_> {
 
     fn one(&mut self, a: NormalizedAlert) -> Result<()> {
         let key = group_key(&a.name, &a.labels);
-        match find_alert(self.conn, self.source, &a.fingerprint)? {
+        match find_alert_state(self.conn, self.source, &a.fingerprint)? {
             None => self.create(a, &key),
             Some(old) => self.update(old, a, &key),
         }
@@ -739,12 +739,7 @@ impl Writer<'_, '_> {
         Ok(())
     }
 
-    fn update(
-        &mut self,
-        old: tocsin_core::domain::Alert,
-        a: NormalizedAlert,
-        key: &str,
-    ) -> Result<()> {
+    fn update(&mut self, old: AlertState, a: NormalizedAlert, key: &str) -> Result<()> {
         let now = chrono::Utc::now();
         let mut incident_id = old.incident_id;
         let mut outcome = AlertOutcome::Unchanged;
@@ -895,7 +890,7 @@ impl Writer<'_, '_> {
     /// else its resolved incident re-opened, else a new incident.
     fn refire_incident(
         &mut self,
-        old: &tocsin_core::domain::Alert,
+        old: &AlertState,
         a: &NormalizedAlert,
         key: &str,
     ) -> Result<Incident> {
