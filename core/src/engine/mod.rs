@@ -589,8 +589,14 @@ impl Engine {
             .await
     }
 
-    /// Executes a claimed run node by node; returns the run as it left this worker.
-    async fn execute(&self, claim: Claim) -> Result<PipelineRun> {
+    /// Executes a claimed run node by node, until it ends, waits for a retry or is lost to
+    /// another worker.
+    ///
+    /// # Why nothing is returned
+    /// Every caller reads the run again if it wants it (`drive`) or drops it; reading the whole
+    /// run back at its end (its state is the largest column) was a third of the end's
+    /// transaction on the writer (issue 8).
+    async fn execute(&self, claim: Claim) -> Result<()> {
         let span = tracing::info_span!("pipeline_run", run_id = %claim.run.run_id, trace_id = %claim.run.trace_id);
         self.execute_inner(claim).instrument(span).await
     }
@@ -600,7 +606,7 @@ impl Engine {
     /// node's start, the run's end), so a run of n nodes takes n + 2 transactions rather than
     /// 2n + 2. The result is still committed before the next node starts, so a worker that dies
     /// in between leaves the same traces as before: the node `running`, redone on resume.
-    async fn execute_inner(&self, claim: Claim) -> Result<PipelineRun> {
+    async fn execute_inner(&self, claim: Claim) -> Result<()> {
         let Claim {
             run,
             loaded,
@@ -613,7 +619,7 @@ impl Engine {
         let pk = run.id;
         let mut progress = match loaded {
             Ok(p) => p,
-            Err(e) => return self.fail_run(&run, &e, None, Vec::new()).await,
+            Err(e) => return self.fail_run(&run, &e, None, Vec::new()).await.map(drop),
         };
         // Debug, not info: a line per run is written before its first node, on the way to the
         // notification (and at thousands of runs a second it costs more than the run's records).
@@ -649,8 +655,8 @@ impl Engine {
             let started = match started {
                 Ok(started) => started,
                 Err(current) => {
-                    tracing::warn!(node = %node.id, "Lost the lease of this run to another worker; stopping here.");
-                    return Ok(current);
+                    tracing::warn!(node = %node.id, run = ?current.status, "Lost the lease of this run to another worker; stopping here.");
+                    return Ok(());
                 }
             };
             let t0 = std::time::Instant::now();
@@ -708,7 +714,8 @@ impl Engine {
                                 )?;
                                 schedule_retry(c, pk, &e2, delay)
                             })
-                            .await;
+                            .await
+                            .map(drop);
                     }
                     if !node.required {
                         let reason = format!("optional node failed: {}", err.message());
@@ -729,7 +736,10 @@ impl Engine {
                         continue;
                     }
                     tracing::error!(node = %node.id, error = %err, "Required node failed; the run fails.");
-                    return self.fail_run(&run, &err, Some((exec_id, ms)), owed).await;
+                    return self
+                        .fail_run(&run, &err, Some((exec_id, ms)), owed)
+                        .await
+                        .map(drop);
                 }
             }
         }
@@ -743,7 +753,7 @@ impl Engine {
         let final_status = last.map(|(_, s)| s).unwrap_or(PipelineStatus::Notified);
         // Set by the claim (which re-read the row), so no read is needed here.
         let started_at = run.started_at;
-        let done = store
+        store
             .write(move |c| {
                 settle(c, owed)?;
                 let t = now();
@@ -758,17 +768,13 @@ impl Engine {
                     .set(pipeline_runs::lease_expires_at, None::<NaiveDateTime>)
                     .set(pipeline_runs::next_attempt_at, None::<NaiveDateTime>)
                     .execute(c)?;
-                load_run(c, pk)
+                Ok(())
             })
             .await?;
-        // Debug when it went well: at thousands of runs a second a line each is a real cost, and
-        // every run is recorded; a failed run stays visible at the default level.
-        if done.status == PipelineStatus::Failed {
-            tracing::warn!(status = %done.status, error = ?done.last_error_message, "Pipeline run failed.");
-        } else {
-            tracing::debug!(status = %done.status, "Pipeline run finished.");
-        }
-        Ok(done)
+        // Debug: at thousands of runs a second a line each is a real cost, and every run is
+        // recorded; a failed run is logged where it fails.
+        tracing::debug!(status = %final_status, "Pipeline run finished.");
+        Ok(())
     }
 
     async fn run_node(&self, node: &Node, ctx: &StageContext) -> Result<Value> {
@@ -825,7 +831,7 @@ impl Engine {
 }
 
 /// Logs how a run a worker spawned ended, when it ended in an error the run could not record.
-fn log_finished(done: Option<std::result::Result<Result<PipelineRun>, tokio::task::JoinError>>) {
+fn log_finished(done: Option<std::result::Result<Result<()>, tokio::task::JoinError>>) {
     match done {
         Some(Ok(Err(e))) => {
             tracing::warn!(error = %e, "A pipeline run could not be recorded; its lease will expire and another worker will take it.")
