@@ -646,3 +646,51 @@ async fn the_sqlite_writer_checkpoints_its_log_itself_only_when_the_checkpointer
     let reader = db.store.run(pages).await.unwrap();
     assert_eq!(reader, 1_000, "pooled connections keep SQLite's default");
 }
+
+/// Whether the connection the store hands out is encrypted, and whether the server offers TLS.
+async fn tls_of(store: &store::Store) -> (bool, bool) {
+    use diesel::prelude::*;
+    use diesel::sql_types::{Bool, Text};
+    store
+        .run(|c| {
+            let store::AnyConnection::Postgres(pg) = c else {
+                panic!("not PostgreSQL");
+            };
+            let encrypted = diesel::select(diesel::dsl::sql::<Bool>(
+                "(SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid())",
+            ))
+            .get_result::<bool>(pg)?;
+            let offered = diesel::select(diesel::dsl::sql::<Text>("current_setting('ssl')"))
+                .get_result::<String>(pg)?;
+            Ok((encrypted, offered == "on"))
+        })
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_postgres_server_on_this_machine_is_reached_without_tls_unless_the_url_asks() {
+    let Some(db) = testing::postgres().await else {
+        return;
+    };
+    if std::env::var_os("PGSSLMODE").is_some() || !db.url.contains("127.0.0.1") {
+        panic!(
+            "this test expects {} to name 127.0.0.1 and PGSSLMODE unset",
+            testing::POSTGRES_ENV
+        );
+    }
+    let (encrypted, offered) = tls_of(&db.store).await;
+    assert!(!encrypted, "a loopback connection negotiated TLS");
+    if !offered {
+        println!("[tocsin test] the server offers no TLS; sslmode=require is not checked");
+        return;
+    }
+    let asked = store::Store::connect(&format!("{}&sslmode=require", db.url), 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        tls_of(&asked).await,
+        (true, true),
+        "sslmode=require was not honoured"
+    );
+}

@@ -26,6 +26,7 @@ mod snapshot;
 pub mod testing;
 pub mod update;
 
+use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -173,6 +174,52 @@ impl DatabaseUrl {
     }
 }
 
+/// `url` with `sslmode=disable` added when it names a server on this machine by a loopback
+/// address (`localhost`, `127.0.0.1`, `[::1]`) and nothing chose a TLS mode: no `ssl*` parameter
+/// in the URL, and (`tls_chosen` false) neither `PGSSLMODE` nor `PGREQUIRESSL` set.
+///
+/// # Why
+/// libpq's default (`prefer`) negotiates TLS whenever the server offers it, as Debian's does,
+/// and encrypting traffic that never leaves the kernel protects nothing while it costs both
+/// ends: on issue 8's load it was a fifth of the server's CPU and the rate rose by a tenth to a
+/// third without it. `prefer` already falls back to plain text without a word, so it promised
+/// no encryption to begin with; a URL that asks for TLS still gets it.
+fn loopback_without_tls(url: &str, tls_chosen: bool) -> Cow<'_, str> {
+    if tls_chosen {
+        return Cow::Borrowed(url);
+    }
+    let Some((_, rest)) = url.split_once("://") else {
+        return Cow::Borrowed(url);
+    };
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let authority = &rest[..end];
+    // Several hosts: libpq tries each in turn, and one of them may be another machine.
+    if authority.contains(',') {
+        return Cow::Borrowed(url);
+    }
+    let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = match hostport.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => hostport.split(':').next().unwrap_or(""),
+    };
+    if !matches!(host, "localhost" | "127.0.0.1" | "::1") {
+        return Cow::Borrowed(url);
+    }
+    let query = url.split_once('?').map(|(_, q)| q);
+    // A `host` or `hostaddr` parameter overrides the address in the URL.
+    let keeps_libpq_default = query.is_some_and(|q| {
+        q.split('&').any(|kv| {
+            let key = kv.split('=').next().unwrap_or("");
+            key.starts_with("ssl") || key == "host" || key == "hostaddr"
+        })
+    });
+    if keeps_libpq_default {
+        return Cow::Borrowed(url);
+    }
+    let sep = if query.is_some() { '&' } else { '?' };
+    Cow::Owned(format!("{url}{sep}sslmode=disable"))
+}
+
 /// Opens connections of the backend the URL names, reporting the backend's own error (diesel's
 /// `MultiConnection::establish` tries every backend in turn and hides why PostgreSQL failed).
 #[derive(Debug)]
@@ -220,8 +267,19 @@ impl ManageConnection for Manager {
                 Ok(AnyConnection::Sqlite(c))
             }
             DatabaseUrl::Postgres(url) => {
-                let c = diesel::PgConnection::establish(url)
-                    .map_err(|e| ConnectError(e.to_string().trim().to_owned()))?;
+                let tls_chosen = std::env::var_os("PGSSLMODE").is_some()
+                    || std::env::var_os("PGREQUIRESSL").is_some();
+                let url = loopback_without_tls(url, tls_chosen);
+                let c = diesel::PgConnection::establish(&url).map_err(|e| {
+                    let msg = e.to_string().trim().to_owned();
+                    if matches!(url, Cow::Owned(_)) && msg.contains("no encryption") {
+                        return ConnectError(format!(
+                            "{msg} (tocsin connects to a server on this machine without TLS unless \
+                             the URL sets sslmode: add ?sslmode=require to it)"
+                        ));
+                    }
+                    ConnectError(msg)
+                })?;
                 Ok(AnyConnection::Postgres(c))
             }
         }
@@ -484,4 +542,46 @@ pub(crate) fn json_from<T: serde::de::DeserializeOwned>(text: &str, column: &str
 /// Serialises a value for a JSON text column.
 pub fn json_to<T: serde::Serialize + ?Sized>(value: &T) -> Result<String> {
     serde_json::to_string(value).map_err(|e| Error::internal(format!("cannot serialise JSON: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::loopback_without_tls;
+
+    #[test]
+    fn a_loopback_server_is_reached_without_tls_unless_something_chose_a_mode() {
+        let plain = |url| loopback_without_tls(url, false).into_owned();
+        assert_eq!(
+            plain("postgres://postgres@127.0.0.1:5432/test"),
+            "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+        );
+        assert_eq!(
+            plain("postgresql://u:p@localhost/db?options=-csearch_path%3Dx"),
+            "postgresql://u:p@localhost/db?options=-csearch_path%3Dx&sslmode=disable"
+        );
+        assert_eq!(
+            plain("postgres://[::1]:5433/db"),
+            "postgres://[::1]:5433/db?sslmode=disable"
+        );
+        // Another machine, several hosts, a socket, an address given apart: libpq's default.
+        for url in [
+            "postgres://db.example.com/db",
+            "postgres://10.0.0.5:5432/db",
+            "postgres://localhost:5432,db.example.com:5432/db",
+            "postgres:///db?host=/var/run/postgresql",
+            "postgres://localhost/db?hostaddr=10.0.0.5",
+            "postgres://127.0.0.1.example.com/db",
+        ] {
+            assert_eq!(plain(url), url);
+        }
+        // A mode or a certificate in the URL, or PGSSLMODE/PGREQUIRESSL: the user's choice.
+        for url in [
+            "postgres://127.0.0.1/db?sslmode=require",
+            "postgres://localhost/db?sslrootcert=/etc/ca.pem",
+        ] {
+            assert_eq!(plain(url), url);
+        }
+        let url = "postgres://127.0.0.1/db";
+        assert_eq!(loopback_without_tls(url, true), url);
+    }
 }
