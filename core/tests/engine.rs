@@ -80,6 +80,29 @@ impl Stage for TestStage {
     }
 }
 
+/// Tells its output without I/O (`{"inline": <state.payload.value>}`), like the webhook's
+/// `ingest` node; `execute` (never expected) counts its calls.
+struct InlineStage;
+
+#[async_trait]
+impl Stage for InlineStage {
+    async fn execute(&self, ctx: &StageContext) -> tocsin_core::Result<Value> {
+        bump(ctx);
+        Ok(json!({"inline": false}))
+    }
+
+    fn execute_inline(&self, ctx: &StageContext) -> Option<Value> {
+        Some(json!({"inline": ctx.state["payload"]["value"].clone()}))
+    }
+}
+
+tocsin_core::register_stage!(StageDescriptor {
+    name: "inline",
+    description: "A test stage that runs inline.",
+    config_example: "{}",
+    build: |_, _| Ok(Arc::new(InlineStage)),
+});
+
 fn fixed_runs() -> &'static Mutex<Vec<String>> {
     static F: OnceLock<Mutex<Vec<String>>> = OnceLock::new();
     F.get_or_init(Default::default)
@@ -724,6 +747,105 @@ async fn a_run_queued_and_started_in_one_write_is_stored_claimed_and_runs_once_i
             .await
             .unwrap();
         assert_eq!(still.status, PipelineStatus::Pending, "{}", db.label);
+        tx.send(true).unwrap();
+        for h in handles {
+            h.await.unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_run_whose_every_node_runs_inline_ends_in_the_write_that_queued_it() {
+    for db in testing::all().await {
+        // One slot: the run that ends inline must give it back.
+        let e = engine(&db)
+            .with_poll_interval(Duration::from_secs(3600))
+            .with_runs_per_worker(1);
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let handles = e.spawn_workers(1, rx);
+        let d = def(json!({"version": "1", "nodes": [
+            {"id": "first", "type": "inline", "next": "second"},
+            {"id": "second", "type": "inline"}]}));
+        let mut s = submit(d.clone());
+        s.payload = json!({"value": 7});
+
+        // Seen from inside the write: the run is over before it commits, in one transaction
+        // with whatever queued it, and what the caller gets is the row as stored.
+        let e1 = e.clone();
+        let (returned, stored, execs) = db
+            .store
+            .write(move |c| {
+                let run = e1.enqueue_and_start(c, &s)?;
+                let stored = store::get_pipeline_run(c, &run.run_id)?;
+                let execs = store::list_stage_executions(c, stored.id)?;
+                Ok((run, stored, execs))
+            })
+            .await
+            .unwrap();
+        assert_eq!(stored.status, PipelineStatus::Notified, "{}", db.label);
+        assert!(stored.completed_at.is_some(), "{}", db.label);
+        assert!(stored.total_duration_ms.is_some(), "{}", db.label);
+        assert_eq!(
+            stored.current_stage.as_deref(),
+            Some("second"),
+            "{}",
+            db.label
+        );
+        assert_eq!(stored.lease_owner, None, "{}", db.label);
+        assert_eq!(stored.lease_expires_at, None, "{}", db.label);
+        assert_eq!(stored.next_attempt_at, None, "{}", db.label);
+        assert_eq!(stored.attempts, 1, "{}", db.label);
+        assert_eq!(returned.status, stored.status, "{}", db.label);
+        assert_eq!(returned.completed_at, stored.completed_at, "{}", db.label);
+        assert_eq!(returned.current_stage, stored.current_stage, "{}", db.label);
+        assert_eq!(returned.lease_owner, None, "{}", db.label);
+        let got: Vec<_> = execs
+            .iter()
+            .map(|e| (e.node_id.as_str(), e.status, e.output_snapshot.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("first", StageStatus::Succeeded, json!({"inline": 7})),
+                ("second", StageStatus::Succeeded, json!({"inline": 7}))
+            ],
+            "{}",
+            db.label
+        );
+
+        // Rolled back with its write: no run, no attempt.
+        let (e2, s2) = (e.clone(), submit(d.clone()));
+        let rolled_back = db
+            .store
+            .write(move |c| {
+                let run = e2.enqueue_and_start(c, &s2)?;
+                Err::<(), _>(Error::invalid_input(run.run_id))
+            })
+            .await
+            .unwrap_err()
+            .message()
+            .to_owned();
+        assert_never_ran(&db, &rolled_back).await;
+
+        // Nothing was left for a worker, and the slot it took is free again: a run whose node
+        // needs the runtime still starts here and finishes.
+        let (e3, s3) = (
+            e.clone(),
+            submit(def(json!({"version": "1", "nodes": [
+            {"id": "first", "type": "inline", "next": "then"},
+            {"id": "then", "type": "test"}]}))),
+        );
+        let started = db
+            .store
+            .write(move |c| e3.enqueue_and_start(c, &s3))
+            .await
+            .unwrap();
+        assert_eq!(started.status, PipelineStatus::Processing, "{}", db.label);
+        let run = finished(&db, &started.run_id).await;
+        assert_eq!(run.status, PipelineStatus::Notified, "{}", db.label);
+        assert_eq!(count(&returned.run_id, "first"), 0, "{}", db.label);
+        assert_eq!(count(&returned.run_id, "second"), 0, "{}", db.label);
+        assert_eq!(count(&started.run_id, "then"), 1, "{}", db.label);
         tx.send(true).unwrap();
         for h in handles {
             h.await.unwrap();

@@ -205,3 +205,73 @@ async fn webhook_to_slack_with_no_storms_and_a_resolution() {
         }
     }
 }
+
+/// A webhook whose definition is `ingest` alone: the runs end in the webhook's own transaction,
+/// so the answer finds them over, each with its one recorded node.
+#[tokio::test]
+async fn an_ingest_only_definition_s_runs_are_over_when_the_webhook_is_answered() {
+    for db in testing::all().await {
+        let tocsin = Tocsin::new(
+            db.store.clone(),
+            Plugins::from_inventory(),
+            Config::default(),
+        );
+        tocsin
+            .store()
+            .write(|c| {
+                let doc = json!({"version": "1", "nodes": [{"id": "ingest", "type": "ingest"}]});
+                store::upsert_definition(c, "ingest-only", "", &doc, &[])
+            })
+            .await
+            .unwrap();
+        let engine = Engine::new(tocsin.clone()).with_poll_interval(Duration::from_secs(3600));
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let workers = engine.spawn_workers(1, rx);
+        let state = tocsin_http::AppState::new(tocsin.clone())
+            .with_extension(engine.clone())
+            .with_extension(tocsin_ingest::pipeline::starting_hook_factory(
+                engine.clone(),
+                Some("ingest-only".to_owned()),
+            ));
+        let app = tocsin_http::router(state);
+
+        let (status, body) = post(&app, FIRING).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{}: {body}", db.label);
+        let ids: Vec<String> = body["run_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(ids.len(), 2, "{}: {body}", db.label);
+        for id in ids {
+            let (run, execs) = db
+                .store
+                .run(move |c| {
+                    let run = store::get_pipeline_run(c, &id)?;
+                    let execs = store::list_stage_executions(c, run.id)?;
+                    Ok((run, execs))
+                })
+                .await
+                .unwrap();
+            assert_eq!(run.status.as_str(), "ingested", "{}", db.label);
+            assert!(run.completed_at.is_some(), "{}: {run:?}", db.label);
+            assert_eq!(run.current_stage.as_deref(), Some("ingest"), "{}", db.label);
+            assert_eq!(run.lease_owner, None, "{}", db.label);
+            assert_eq!(run.definition_name.as_deref(), Some("ingest-only"));
+            assert_eq!(execs.len(), 1, "{}: {execs:?}", db.label);
+            assert_eq!(execs[0].node_id, "ingest", "{}", db.label);
+            assert_eq!(execs[0].status.as_str(), "succeeded", "{}", db.label);
+            assert_eq!(
+                execs[0].output_snapshot["incident_id"],
+                json!(run.incident_id),
+                "{}",
+                db.label
+            );
+        }
+        tx.send(true).unwrap();
+        for w in workers {
+            w.await.unwrap();
+        }
+    }
+}

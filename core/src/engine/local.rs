@@ -102,7 +102,11 @@ impl Engine {
         let Some(claimed) = queue::claim_queued(conn, run.id, &owner, until)? else {
             return Ok(false);
         };
-        let claim = Claim::load(conn, &self.tocsin, claimed, self.lease_margin)?;
+        let mut claim = Claim::load(conn, &self.tocsin, claimed, self.lease_margin)?;
+        if let Some(done) = claim.end_here(conn)? {
+            self.ended_here(done.run_id);
+            return Ok(true);
+        }
         Ok(self.run_after_commit(slot, claim))
     }
 
@@ -122,9 +126,20 @@ impl Engine {
         let owner = format!("{}#local#{}", self.worker_id, queued.row.run_id);
         let run =
             store::insert_claimed_pipeline_run(conn, &queued.row, &owner, self.claim_lease())?;
-        let claim = Claim::fresh(conn, &self.tocsin, run.clone(), queued, self.lease_margin)?;
+        let mut claim = Claim::fresh(conn, &self.tocsin, run.clone(), queued, self.lease_margin)?;
+        if let Some(done) = claim.end_here(conn)? {
+            self.ended_here(done.run_id.clone());
+            return Ok(done);
+        }
         self.run_after_commit(slot, claim);
         Ok(run)
+    }
+
+    /// A run that ended in the write that queued it (every node ran there): its announcement,
+    /// once that write commits, wakes no worker. Its slot is given back at once.
+    fn ended_here(&self, run_id: String) {
+        let local = self.local.clone();
+        store::after_commit(move || local.remember(run_id));
     }
 
     /// Room to start a run here: the runtime and a permit; `None` outside a write, without
