@@ -130,6 +130,9 @@ def main():
             fig["peak_rss_mib"] = mib(mem.get("hwm_kib"))
             # the machine's 1-minute load average at the end: shows when something else was busy
             fig["loadavg_1m"] = mem.get("loadavg_1m")
+            # tocsin's pipeline runs by status as the load ended (the rest wait in the queue)
+            if mem.get("runs") is not None:
+                fig["runs_at_end"] = mem["runs"]
             entry["servers"][t] = fig
         am = entry["servers"].get("alertmanager", {}).get("alerts_per_s")
         for t in ("tocsin_sqlite", "tocsin_postgres"):
@@ -230,6 +233,16 @@ def main():
                   f"{fmt(s['p99_ms']):>9}{fmt(s['rss_mib']):>9}{fmt(s['loadavg_1m']):>6}  "
                   f"{json.dumps(s['errors']) if s['errors'] else ''}")
         p()
+        backlog = [(e["workload"], name, e["servers"][t]["runs_at_end"]) for e in res["load"]
+                   for t, name in TARGETS if "runs_at_end" in e["servers"].get(t, {})]
+        if backlog:
+            p("pipeline runs as each tocsin load ended (the intake stores every run; the workers "
+              "drain the queue after):")
+            for wname, name, runs in backlog:
+                ended = sum(n for st, n in runs.items() if st != "open")
+                p(f"  {wname:<14}{name:<22}{fmt(ended):>9} ended ({fmt(runs.get('failed', 0))} failed), "
+                  f"{fmt(runs.get('open', 0))} queued or running")
+            p()
     for label, lat in res["latency"].items():
         if label == "load_wrk":
             continue

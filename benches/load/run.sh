@@ -234,6 +234,21 @@ wait_wrk() { # wait for WRK_PID to finish on its own
 }
 run_wrk() { spawn_wrk "$@"; wait_wrk; }
 
+runs_json() { # target workload: that tocsin's pipeline runs by end status, as JSON (null for others).
+    # Read as the load ends: the intake rate stores every run, and this shows how many the workers
+    # had finished by then and how many wait in the (durable) queue
+    # (a run's status moves on node by node before it ends: "open" is every run not ended yet)
+    local q="SELECT CASE WHEN completed_at IS NULL THEN 'open' ELSE status END, COUNT(*) FROM pipeline_runs GROUP BY 1"
+    case "$1" in
+        tocsin_sqlite) python3 -c 'import json, sqlite3, sys
+print(json.dumps(dict(sqlite3.connect(sys.argv[1], timeout=10).execute(sys.argv[2]).fetchall())))' \
+            "$WORK/$1-$2/tocsin.db" "$q" 2>/dev/null || echo null ;;
+        tocsin_postgres) psql -At -F ' ' "$PG_DB_URL" -c "$q" 2>/dev/null | python3 -c 'import json, sys
+print(json.dumps({k: int(v) for k, v in (l.split() for l in sys.stdin if l.strip())}))' || echo null ;;
+        *) echo null ;;
+    esac
+}
+
 # ---- load -------------------------------------------------------------------------------------
 WORKLOADS=("distinct-1:distinct:1" "distinct-100:distinct:100" "same-1:same:1")
 TARGETS=(tocsin_sqlite alertmanager)
@@ -247,8 +262,9 @@ if wants load; then
             log "load: $wname -> $t (${DURATION} s)"
             start_server "$t" "$wname"
             run_wrk "$OUT/load-$t-$wname.json" "$mode" "$batch" "$wname" "$DURATION"
-            printf '{"rss_kib": %s, "hwm_kib": %s, "loadavg_1m": %s}\n' "$(rss_kib "$SERVER_PID")" \
-                "$(hwm_kib "$SERVER_PID")" "$(cut -d' ' -f1 /proc/loadavg)" >"$OUT/load-$t-$wname.mem.json"
+            printf '{"rss_kib": %s, "hwm_kib": %s, "loadavg_1m": %s, "runs": %s}\n' \
+                "$(rss_kib "$SERVER_PID")" "$(hwm_kib "$SERVER_PID")" "$(cut -d' ' -f1 /proc/loadavg)" \
+                "$(runs_json "$t" "$wname")" >"$OUT/load-$t-$wname.mem.json"
             stop_pid "$SERVER_PID"
         done
     done

@@ -188,6 +188,19 @@ async fn assert_never_ran(db: &testing::TestDb, run_id: &str) {
     assert_eq!(gone.kind(), ErrorKind::NotFound, "{}", db.label);
 }
 
+/// Queues and starts a run of `s` in a write that then fails; returns the run's id.
+async fn started_and_rolled_back(db: &testing::TestDb, e: Engine, s: Submit) -> String {
+    db.store
+        .write(move |c| {
+            let run = e.enqueue_and_start(c, &s)?;
+            Err::<(), _>(Error::invalid_input(run.run_id))
+        })
+        .await
+        .unwrap_err()
+        .message()
+        .to_owned()
+}
+
 async fn executions(
     db: &testing::TestDb,
     run_id: &str,
@@ -694,16 +707,7 @@ async fn a_run_queued_and_started_in_one_write_is_stored_claimed_and_runs_once_i
 
         // Rolled back: nothing is stored and nothing runs.
         let (e2, s2) = (e.clone(), submit(d.clone()));
-        let rolled_back = db
-            .store
-            .write(move |c| {
-                let run = e2.enqueue_and_start(c, &s2)?;
-                Err::<(), _>(Error::invalid_input(run.run_id))
-            })
-            .await
-            .unwrap_err()
-            .message()
-            .to_owned();
+        let rolled_back = started_and_rolled_back(&db, e2, s2).await;
 
         // An engine without workers here only queues it, as `enqueue_in` would.
         let idle = engine(&db);
@@ -815,16 +819,7 @@ async fn a_run_whose_every_node_runs_inline_ends_in_the_write_that_queued_it() {
 
         // Rolled back with its write: no run, no attempt.
         let (e2, s2) = (e.clone(), submit(d.clone()));
-        let rolled_back = db
-            .store
-            .write(move |c| {
-                let run = e2.enqueue_and_start(c, &s2)?;
-                Err::<(), _>(Error::invalid_input(run.run_id))
-            })
-            .await
-            .unwrap_err()
-            .message()
-            .to_owned();
+        let rolled_back = started_and_rolled_back(&db, e2, s2).await;
         assert_never_ran(&db, &rolled_back).await;
 
         // Nothing was left for a worker, and the slot it took is free again: a run whose node
