@@ -694,3 +694,52 @@ async fn a_postgres_server_on_this_machine_is_reached_without_tls_unless_the_url
         "sslmode=require was not honoured"
     );
 }
+
+/// The backend pid of the connection the store hands out next.
+async fn backend_pid(store: &store::Store) -> tocsin_core::Result<i32> {
+    use diesel::prelude::*;
+    store
+        .run(|c| {
+            let store::AnyConnection::Postgres(pg) = c else {
+                panic!("not PostgreSQL");
+            };
+            Ok(
+                diesel::select(diesel::dsl::sql::<diesel::sql_types::Integer>(
+                    "pg_backend_pid()",
+                ))
+                .get_result::<i32>(pg)?,
+            )
+        })
+        .await
+}
+
+#[tokio::test]
+async fn a_pooled_connection_is_tested_again_once_idle_or_after_an_error() {
+    let Some(db) = testing::postgres().await else {
+        return;
+    };
+    let store = store::Store::connect(&db.url, 1).await.unwrap();
+    let other = store::Store::connect(&db.url, 1).await.unwrap();
+    let terminate = |pid: i32| {
+        other.run(move |c| {
+            use diesel::connection::SimpleConnection;
+            Ok(c.batch_execute(&format!("SELECT pg_terminate_backend({pid})"))?)
+        })
+    };
+
+    // Idle past the trust: the check-out test finds the connection dead and opens another.
+    let pid = backend_pid(&store).await.unwrap();
+    terminate(pid).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    let replaced = backend_pid(&store).await.unwrap();
+    assert_ne!(replaced, pid);
+
+    // Just used, it is handed out untested: the caller gets the error, and the connection is
+    // tested (and replaced) before anyone gets it again.
+    terminate(replaced).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let err = backend_pid(&store).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Storage, "{err}");
+    let again = backend_pid(&store).await.unwrap();
+    assert_ne!(again, replaced);
+}

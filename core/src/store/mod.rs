@@ -240,11 +240,25 @@ const READER_PAGE_CACHE_KIB: u32 = 256;
 #[error("{0}")]
 pub struct ConnectError(String);
 
-impl ManageConnection for Manager {
-    type Connection = AnyConnection;
-    type Error = ConnectError;
+/// A pooled connection, and when it last served a caller without an error.
+struct Pooled {
+    conn: AnyConnection,
+    served: Option<std::time::Instant>,
+}
 
-    fn connect(&self) -> std::result::Result<AnyConnection, ConnectError> {
+/// How long after serving a caller without an error a pooled connection is handed out again
+/// without the check-out test.
+///
+/// # Why
+/// The test (`SELECT 1`) is a round trip of its own on PostgreSQL, one of about ten per alert on
+/// the webhook's path under load (issue 8), and a connection that just answered is as good as
+/// proven. One idle longer, or whose last caller got an error (a server that went away, say),
+/// is tested as before and replaced if it fails.
+const TRUSTED_AFTER_USE: Duration = Duration::from_secs(1);
+
+impl Manager {
+    /// A new connection, set up for its backend.
+    fn open(&self) -> std::result::Result<AnyConnection, ConnectError> {
         match &self.url {
             DatabaseUrl::Sqlite(path) => {
                 let mut c = diesel::SqliteConnection::establish(path)
@@ -284,17 +298,38 @@ impl ManageConnection for Manager {
             }
         }
     }
+}
 
-    fn is_valid(&self, conn: &mut AnyConnection) -> std::result::Result<(), ConnectError> {
-        conn.batch_execute("SELECT 1")
+impl ManageConnection for Manager {
+    type Connection = Pooled;
+    type Error = ConnectError;
+
+    fn connect(&self) -> std::result::Result<Pooled, ConnectError> {
+        Ok(Pooled {
+            conn: self.open()?,
+            served: None,
+        })
+    }
+
+    fn is_valid(&self, pooled: &mut Pooled) -> std::result::Result<(), ConnectError> {
+        if pooled
+            .served
+            .is_some_and(|t| t.elapsed() < TRUSTED_AFTER_USE)
+        {
+            return Ok(());
+        }
+        pooled
+            .conn
+            .batch_execute("SELECT 1")
             .map_err(|e| ConnectError(e.to_string()))
     }
 
     /// Called as a connection goes back to the pool. A write that panicked leaves its transaction
     /// open (diesel does not roll back on unwind): roll it back here, or drop the connection, so
     /// that the next user does not write into it.
-    fn has_broken(&self, conn: &mut AnyConnection) -> bool {
+    fn has_broken(&self, pooled: &mut Pooled) -> bool {
         use diesel::connection::TransactionManager;
+        let conn = &mut pooled.conn;
         type Tm = <AnyConnection as Connection>::TransactionManager;
         for _ in 0..8 {
             match Tm::transaction_manager_status_mut(conn).transaction_depth() {
@@ -399,7 +434,7 @@ impl Store {
                 };
                 group::GroupWriter::start(Box::new(move || {
                     let conn = manager
-                        .connect()
+                        .open()
                         .map_err(|e| Error::storage(format!("cannot connect to {shown}: {e}")))?;
                     Ok(conn)
                 }))
@@ -472,10 +507,12 @@ impl Store {
         tokio::task::spawn_blocking(move || {
             let _entered = span.enter();
             let _permit = permit;
-            let mut conn = pool
+            let mut pooled = pool
                 .get()
                 .map_err(|e| Error::storage(format!("no database connection: {e}")))?;
-            f(&mut conn)
+            let result = f(&mut pooled.conn);
+            pooled.served = result.as_ref().ok().map(|_| std::time::Instant::now());
+            result
         })
         .await
         .map_err(|e| Error::internal(format!("storage task failed: {e}")))?
