@@ -216,7 +216,11 @@ fn loopback_without_tls(url: &str, tls_chosen: bool) -> Cow<'_, str> {
     if keeps_libpq_default {
         return Cow::Borrowed(url);
     }
-    let sep = if query.is_some() { '&' } else { '?' };
+    let sep = match query {
+        None => "?",
+        Some("") => "",
+        Some(_) => "&",
+    };
     Cow::Owned(format!("{url}{sep}sslmode=disable"))
 }
 
@@ -599,6 +603,10 @@ mod tests {
         assert_eq!(
             plain("postgres://[::1]:5433/db"),
             "postgres://[::1]:5433/db?sslmode=disable"
+        );
+        assert_eq!(
+            plain("postgres://localhost/db?"),
+            "postgres://localhost/db?sslmode=disable"
         );
         // Another machine, several hosts, a socket, an address given apart: libpq's default.
         for url in [
