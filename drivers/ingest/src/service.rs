@@ -384,7 +384,7 @@ async fn store_alerts(
                     out: IngestOutcome::empty(&source, trace_id.clone()),
                 };
                 for a in alerts.iter() {
-                    w.one(a.clone())?;
+                    w.one(a)?;
                 }
                 let Writer { conn, mut out, .. } = w;
                 let hook = cell.lock().unwrap_or_else(|p| p.into_inner()).take();
@@ -679,7 +679,7 @@ impl Writer<'_, '_> {
         });
     }
 
-    fn one(&mut self, a: NormalizedAlert) -> Result<()> {
+    fn one(&mut self, a: &NormalizedAlert) -> Result<()> {
         let key = group_key(&a.name, &a.labels);
         match find_alert_state(self.conn, self.source, &a.fingerprint)? {
             None => self.create(a, &key),
@@ -687,9 +687,9 @@ impl Writer<'_, '_> {
         }
     }
 
-    fn create(&mut self, a: NormalizedAlert, key: &str) -> Result<()> {
+    fn create(&mut self, a: &NormalizedAlert, key: &str) -> Result<()> {
         let incident = match a.status {
-            AlertStatus::Firing => Some(self.attach_or_open(&a, key, None)?),
+            AlertStatus::Firing => Some(self.attach_or_open(a, key, None)?),
             // A resolution we never saw fire: keep it beside an active sibling, open nothing.
             AlertStatus::Resolved => find_active_incident_by_group(self.conn, key)?,
         };
@@ -730,16 +730,16 @@ impl Writer<'_, '_> {
             && a.status == AlertStatus::Firing
             && let Some(inc) = &incident
         {
-            self.acknowledge(inc.id, stored.id, &a)?;
+            self.acknowledge(inc.id, stored.id, a)?;
         }
         if let Some(iid) = stored.incident_id {
-            self.note(iid, &a, None)?;
+            self.note(iid, a, None)?;
         }
-        self.record(stored.id, &a, stored.incident_id, AlertOutcome::Created);
+        self.record(stored.id, a, stored.incident_id, AlertOutcome::Created);
         Ok(())
     }
 
-    fn update(&mut self, old: AlertState, a: NormalizedAlert, key: &str) -> Result<()> {
+    fn update(&mut self, old: AlertState, a: &NormalizedAlert, key: &str) -> Result<()> {
         let now = chrono::Utc::now();
         let mut incident_id = old.incident_id;
         let mut outcome = AlertOutcome::Unchanged;
@@ -798,20 +798,20 @@ impl Writer<'_, '_> {
 
         // Incident side of a re-fire, before the alert row is written.
         if status_event == Some("refired") {
-            incident_id = Some(self.refire_incident(&old, &a, key)?.id);
+            incident_id = Some(self.refire_incident(&old, a, key)?.id);
         } else if a.status == AlertStatus::Firing
             && severity > old.severity
             && let Some(iid) = incident_id
         {
             let inc = get_incident(self.conn, iid)?;
             if active(inc.status) {
-                self.join(inc, &a, Some(old.id))?;
+                self.join(inc, a, Some(old.id))?;
             }
         }
 
         if nothing_else && !wants_ack {
             touch_alert(self.conn, old.id)?;
-            self.record(old.id, &a, incident_id, AlertOutcome::Unchanged);
+            self.record(old.id, a, incident_id, AlertOutcome::Unchanged);
             return Ok(());
         }
         if !nothing_else {
@@ -866,11 +866,11 @@ impl Writer<'_, '_> {
         if status_event == Some("resolved")
             && let Some(iid) = incident_id
         {
-            self.maybe_resolve(iid, old.id, &a)?;
+            self.maybe_resolve(iid, old.id, a)?;
         }
         if wants_ack {
             if let Some(iid) = incident_id
-                && self.acknowledge(iid, old.id, &a)?
+                && self.acknowledge(iid, old.id, a)?
                 && outcome == AlertOutcome::Unchanged
             {
                 outcome = AlertOutcome::Updated;
@@ -880,9 +880,9 @@ impl Writer<'_, '_> {
             }
         }
         if let Some(iid) = incident_id {
-            self.note(iid, &a, old.annotations.get(NOTE_ANNOTATION))?;
+            self.note(iid, a, old.annotations.get(NOTE_ANNOTATION))?;
         }
-        self.record(old.id, &a, incident_id, outcome);
+        self.record(old.id, a, incident_id, outcome);
         Ok(())
     }
 
