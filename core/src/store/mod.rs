@@ -23,6 +23,7 @@ mod records;
 pub mod rows;
 pub mod schema;
 mod snapshot;
+mod stamp;
 pub mod testing;
 pub mod update;
 
@@ -39,6 +40,7 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 pub use commit::{after_commit, in_write};
 pub use records::*;
 pub use snapshot::Snapshot;
+pub(crate) use stamp::Stamp;
 
 use crate::error::{Error, Result};
 

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::rows::*;
 use super::schema::*;
-use super::{AnyConnection, json_to, now, ts};
+use super::{AnyConnection, Stamp, json_to, now, ts};
 use crate::domain::*;
 use crate::error::{Error, Result};
 
@@ -66,8 +66,8 @@ pub fn insert_incident(conn: &mut AnyConnection, new: &NewIncident) -> Result<In
             incidents::summary.eq(""),
             incidents::metadata.eq(&metadata),
             incidents::group_key.eq(&new.group_key),
-            incidents::created_at.eq(t),
-            incidents::updated_at.eq(t),
+            incidents::created_at.eq(Stamp(t)),
+            incidents::updated_at.eq(Stamp(t)),
         )
     )?;
     Ok(Incident {
@@ -215,7 +215,7 @@ pub fn add_incident_event(
             incident_events::new_status.eq(new_status),
             incident_events::actor.eq(actor),
             incident_events::details.eq(&details_text),
-            incident_events::created_at.eq(t),
+            incident_events::created_at.eq(Stamp(t)),
         )
     )?;
     Ok(IncidentEvent {
@@ -304,10 +304,10 @@ pub fn insert_alert(conn: &mut AnyConnection, new: &NewAlert) -> Result<Alert> {
             alerts::annotations.eq(&annotations),
             alerts::raw_payload.eq(&raw),
             alerts::trace_id.eq(&new.trace_id),
-            alerts::started_at.eq(started_at),
-            alerts::ended_at.eq(ended_at),
-            alerts::received_at.eq(t),
-            alerts::updated_at.eq(t),
+            alerts::started_at.eq(Stamp(started_at)),
+            alerts::ended_at.eq(ended_at.map(Stamp)),
+            alerts::received_at.eq(Stamp(t)),
+            alerts::updated_at.eq(Stamp(t)),
             alerts::incident_id.eq(new.incident_id),
         )
     )?;
@@ -448,7 +448,7 @@ pub fn add_alert_history(
             alert_history::old_status.eq(old_status),
             alert_history::new_status.eq(new_status),
             alert_history::details.eq(&details_text),
-            alert_history::created_at.eq(t),
+            alert_history::created_at.eq(Stamp(t)),
         )
     )?;
     Ok(AlertHistory {
@@ -727,8 +727,8 @@ fn insert_run(
             pipeline_runs::trace_id.eq(&new.trace_id),
             pipeline_runs::status.eq(status.as_str()),
             pipeline_runs::lease_owner.eq(claim.map(|(o, _)| o)),
-            pipeline_runs::lease_expires_at.eq(claim.map(|(_, until)| until)),
-            pipeline_runs::started_at.eq(started_at),
+            pipeline_runs::lease_expires_at.eq(claim.map(|(_, until)| Stamp(until))),
+            pipeline_runs::started_at.eq(started_at.map(Stamp)),
             pipeline_runs::definition_name.eq(new.definition_name.as_deref()),
             pipeline_runs::incident_id.eq(new.incident_id),
             pipeline_runs::source.eq(&new.source),
@@ -737,9 +737,9 @@ fn insert_run(
             pipeline_runs::max_retries.eq(new.max_retries),
             pipeline_runs::last_error_retryable.eq(false),
             pipeline_runs::inbound_payload.eq(&payload),
-            pipeline_runs::created_at.eq(t),
-            pipeline_runs::updated_at.eq(t),
-            pipeline_runs::next_attempt_at.eq(Some(t)),
+            pipeline_runs::created_at.eq(Stamp(t)),
+            pipeline_runs::updated_at.eq(Stamp(t)),
+            pipeline_runs::next_attempt_at.eq(Some(Stamp(t))),
         )
     )?;
     Ok(PipelineRun {
@@ -881,8 +881,8 @@ fn insert_execution(
             stage_executions::output_snapshot.eq(output),
             stage_executions::error_retryable.eq(false),
             stage_executions::skip_reason.eq(skip_reason),
-            stage_executions::started_at.eq(Some(t)),
-            stage_executions::completed_at.eq(finished.map(|_| t)),
+            stage_executions::started_at.eq(Some(Stamp(t))),
+            stage_executions::completed_at.eq(finished.map(|_| Stamp(t))),
             stage_executions::duration_ms.eq(finished),
         )
     )?)
