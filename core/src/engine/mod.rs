@@ -748,9 +748,8 @@ impl Engine {
         let final_status = progress.final_status();
         // Set by the claim (which re-read the row), so no read is needed here.
         let started_at = run.started_at;
-        let stage = ran_last.map(|(stage, _)| stage);
         store
-            .write(move |c| end_run(c, pk, owed, stage, final_status, started_at).map(drop))
+            .write(move |c| end_run(c, pk, owed, ran_last, final_status, started_at).map(drop))
             .await?;
         // Debug: at thousands of runs a second a line each is a real cost, and every run is
         // recorded; a failed run is logged where it fails.
@@ -865,9 +864,9 @@ struct Claim {
     owed: Vec<Deferred>,
     /// What the first node read ahead in the claim's transaction ([`crate::plugin::Stage::read_ahead`]).
     prefetched: Option<crate::plugin::Prefetched>,
-    /// The last node run in the claim's transaction when no node followed it, and the run's
-    /// status after it: written with the run's end.
-    ran_last: Option<(String, Option<PipelineStatus>)>,
+    /// The last node run in the claim's transaction when no node followed it: recorded as the
+    /// run's stage with the run's end.
+    ran_last: Option<String>,
 }
 
 /// A started attempt's id, or the run as it is when this worker lost its lease.
@@ -951,7 +950,7 @@ impl Claim {
         let mut ran: Option<(String, Option<PipelineStatus>)> = None;
         loop {
             let Some(step) = progress.advance(&claim.run, &mut claim.owed) else {
-                claim.ran_last = ran;
+                claim.ran_last = ran.map(|(stage, _)| stage);
                 return Ok(claim);
             };
             settle(c, std::mem::take(&mut claim.owed))?;
@@ -995,9 +994,7 @@ impl Claim {
             return Ok(claim);
         }
     }
-}
 
-impl Claim {
     /// Ends the run in the claim's transaction, still open on `c`, when nothing is left to run
     /// outside it (every node ran there: a definition of `ingest` alone); returns the run as
     /// ended, or `None` when a node waits to run.
@@ -1013,7 +1010,7 @@ impl Claim {
             return Ok(None);
         }
         let status = progress.final_status();
-        let stage = self.ran_last.take().map(|(stage, _)| stage);
+        let stage = self.ran_last.take();
         let owed = std::mem::take(&mut self.owed);
         let (t, total) = end_run(
             c,
