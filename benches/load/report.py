@@ -10,7 +10,7 @@ import sys
 
 WORKLOADS = [("distinct-1", 1), ("distinct-100", 100), ("same-1", 1)]
 TARGETS = [("tocsin_sqlite", "tocsin (SQLite)"), ("alertmanager", "Alertmanager"),
-           ("tocsin_postgres", "tocsin (PostgreSQL)")]
+           ("tocsin_postgres", "tocsin (PostgreSQL)"), ("http_ceiling", "HTTP ceiling")]
 # issue 8: tocsin/Alertmanager alerts/s
 RATIO_TARGETS = {("tocsin_sqlite", "distinct-1"): 2.0, ("tocsin_sqlite", "distinct-100"): 1.5,
                  ("tocsin_sqlite", "same-1"): 2.0, ("tocsin_postgres", "distinct-1"): 1.0}
@@ -135,10 +135,16 @@ def main():
                 fig["runs_at_end"] = mem["runs"]
             entry["servers"][t] = fig
         am = entry["servers"].get("alertmanager", {}).get("alerts_per_s")
-        for t in ("tocsin_sqlite", "tocsin_postgres"):
+        for t in ("tocsin_sqlite", "tocsin_postgres", "http_ceiling"):
             ts = entry["servers"].get(t, {}).get("alerts_per_s")
             if am and ts is not None:
                 entry["ratio"][t] = round(ts / am, 3)
+        # the share of the HTTP ceiling (no storage) each tocsin keeps
+        ceiling = entry["servers"].get("http_ceiling", {}).get("alerts_per_s")
+        if ceiling:
+            entry["of_ceiling"] = {t: round(entry["servers"][t]["alerts_per_s"] / ceiling, 3)
+                                   for t in ("tocsin_sqlite", "tocsin_postgres")
+                                   if entry["servers"].get(t, {}).get("alerts_per_s") is not None}
         if entry["servers"]:
             res["load"].append(entry)
 
@@ -242,6 +248,16 @@ def main():
                 ended = sum(n for st, n in runs.items() if st != "open")
                 p(f"  {wname:<14}{name:<22}{fmt(ended):>9} ended ({fmt(runs.get('failed', 0))} failed), "
                   f"{fmt(runs.get('open', 0))} queued or running")
+            p()
+        ceil = [e for e in res["load"] if e.get("of_ceiling")]
+        if ceil:
+            p("the HTTP ceiling is tocsin's HTTP stack decoding the same bodies and storing nothing; "
+              "tocsin's share of it:")
+            for e in ceil:
+                shares = ", ".join(f"{name} {e['of_ceiling'][t]:.2f}" for t, name in TARGETS
+                                   if t in e["of_ceiling"])
+                p(f"  {e['workload']:<14}{shares}; the ceiling is "
+                  f"{e['ratio'].get('http_ceiling', 0):.2f}x Alertmanager")
             p()
     for label, lat in res["latency"].items():
         if label == "load_wrk":

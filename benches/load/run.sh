@@ -11,7 +11,10 @@
 #            re-sent; wrk, 8 connections, 2 threads, --duration seconds each (15; --quick: 3).
 #            tocsin gets POST /alerts/webhook/alertmanager/ (webhook v4 body), Alertmanager
 #            POST /api/v2/alerts with the same labels. Records alerts/s, p50/p99 request latency
-#            and the server's resident memory (VmRSS) at the end of the workload.
+#            and the server's resident memory (VmRSS) at the end of the workload. The same
+#            workloads also go to the HTTP ceiling (benches/src/bin/http_ceiling.rs): tocsin's
+#            HTTP stack decoding the same body and storing nothing, the most any storage design
+#            could take on this machine.
 #   latency  alert posted to tocsin -> notification at a local sink, through a stored
 #            `ingest -> notify` definition with the webhook driver: idle (once the machine's load
 #            has settled), then under the distinct one-per-request load. p50/p90/p99
@@ -135,9 +138,11 @@ fi
 
 TOCSIN="$ROOT/target/release/tocsin"
 PROBE="$ROOT/target/release/latency_probe"
+CEILING="$ROOT/target/release/http_ceiling"
 if [ "$SKIP_BUILD" = 0 ]; then
-    log "building tocsin and the latency probe (release)"
-    (cd "$ROOT" && cargo build --release --bin tocsin && cargo build --release -p tocsin-benches --bin latency_probe)
+    log "building tocsin, the latency probe and the HTTP ceiling (release)"
+    (cd "$ROOT" && cargo build --release --bin tocsin &&
+        cargo build --release -p tocsin-benches --bin latency_probe --bin http_ceiling)
 fi
 
 # ---- servers ----------------------------------------------------------------------------------
@@ -198,6 +203,17 @@ EOF
     INTAKE="$SERVER_URL/api/v2/alerts"
     FORMAT=alertmanager
 }
+start_ceiling() { # name: the HTTP ceiling (decodes tocsin's webhook body, stores nothing)
+    local name="$1" port
+    port=$(free_port)
+    "$CEILING" --bind "127.0.0.1:$port" >"$WORK/$name.log" 2>&1 &
+    SERVER_PID=$!
+    PIDS+=("$SERVER_PID")
+    SERVER_URL="http://127.0.0.1:$port"
+    wait_http "$SERVER_URL/healthz" "http ceiling ($name)" "$SERVER_PID"
+    INTAKE="$SERVER_URL/alerts/webhook/alertmanager/"
+    FORMAT=tocsin
+}
 PG_DB_URL=""
 pg_fresh_db() { # name: a new database on the --postgres server, its URL in PG_DB_URL (not in a
     # subshell, so that cleanup knows to drop it)
@@ -213,6 +229,7 @@ start_server() { # target workload
         tocsin_sqlite) mkdir -p "$WORK/$1-$2"; start_tocsin "$1-$2" "sqlite://$WORK/$1-$2/tocsin.db" ;;
         tocsin_postgres) pg_fresh_db "${2//-/_}"; start_tocsin "$1-$2" "$PG_DB_URL" ;;
         alertmanager) start_alertmanager "$1-$2" ;;
+        http_ceiling) start_ceiling "$1-$2" ;;
     esac
 }
 
@@ -253,6 +270,7 @@ print(json.dumps({k: int(v) for k, v in (l.split() for l in sys.stdin if l.strip
 WORKLOADS=("distinct-1:distinct:1" "distinct-100:distinct:100" "same-1:same:1")
 TARGETS=(tocsin_sqlite alertmanager)
 [ -n "$PG_URL" ] && TARGETS+=(tocsin_postgres)
+TARGETS+=(http_ceiling)
 start_am_sink
 
 if wants load; then
