@@ -647,6 +647,37 @@ async fn the_sqlite_writer_checkpoints_its_log_itself_only_when_the_checkpointer
     assert_eq!(reader, 1_000, "pooled connections keep SQLite's default");
 }
 
+/// `.cargo/config.toml` builds the bundled SQLite for a connection used by one thread at a time,
+/// without memory statistics (issue 8: a global lock on every allocation, contended between the
+/// writer and the pipeline's readers); a build that lost those flags would only be slower, so
+/// this says so.
+#[tokio::test]
+async fn the_bundled_sqlite_takes_no_lock_per_call_and_keeps_no_memory_statistics() {
+    use diesel::prelude::*;
+    use diesel::sql_types::{Integer, Text};
+    let db = testing::sqlite().await;
+    let used = |option: &'static str| {
+        db.store.run(move |c| {
+            let store::AnyConnection::Sqlite(c) = c else {
+                panic!("a SQLite store gave another connection");
+            };
+            let on = diesel::select(
+                diesel::dsl::sql::<Integer>("sqlite_compileoption_used(")
+                    .bind::<Text, _>(option)
+                    .sql(")"),
+            )
+            .get_result::<i32>(c)?;
+            Ok(on == 1)
+        })
+    };
+    assert!(used("THREADSAFE=2").await.unwrap(), "multi-thread mode");
+    assert!(!used("THREADSAFE=1").await.unwrap(), "not serialized");
+    assert!(
+        used("DEFAULT_MEMSTATUS=0").await.unwrap(),
+        "no memory statistics"
+    );
+}
+
 /// Whether the connection the store hands out is encrypted, and whether the server offers TLS.
 async fn tls_of(store: &store::Store) -> (bool, bool) {
     use diesel::prelude::*;
