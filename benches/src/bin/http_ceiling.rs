@@ -3,10 +3,11 @@
 //! stores nothing. It answers `POST /alerts/webhook/alertmanager/` as `tocsin serve` does on the
 //! wire: it decodes the Alertmanager v4 body into typed alerts (labels and annotations as maps,
 //! unknown status refused) and answers 200 with a JSON outcome per alert; no database, no queue,
-//! no pipeline. `benches/load/run.sh --ceiling` drives it with the same wrk script and load as
-//! tocsin and Alertmanager: tocsin's rate over the ceiling's is the share the storage leaves, and
-//! the ceiling over Alertmanager's is the most any storage design could reach on that machine
-//! (see `docs/performance.md`).
+//! no pipeline, and none of tocsin's middleware (trace ids, the API key check, the panic guard),
+//! so it is an upper bound. `benches/load/run.sh` drives it in every load workload with the same
+//! wrk script and load as tocsin and Alertmanager: tocsin's rate over the ceiling's is the share
+//! its storage leaves, and the ceiling over Alertmanager's is the most any storage design could
+//! reach on that machine (see `docs/performance.md`).
 //!
 //! ```text
 //! http_ceiling --bind 127.0.0.1:PORT
@@ -23,11 +24,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 
-/// The fields of an Alertmanager v4 webhook that tocsin's driver reads.
 /// `tocsin serve`'s allocator, so that the two differ only in what tocsin does with an alert.
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// The fields of an Alertmanager v4 webhook that tocsin's driver reads.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Webhook {
