@@ -4,7 +4,7 @@
 #   benches/load/run.sh [--quick] [--duration SECS] [--alerts N] [--postgres URL]
 #                       [--skip-build] [--only PARTS] [--keep]
 #
-# Builds tocsin (release) and the latency probe, installs Debian's prometheus-alertmanager and wrk
+# Builds tocsin (release) and the bench binaries, installs Debian's prometheus-alertmanager and wrk
 # if missing, then, every server on 127.0.0.1 with fresh state for every workload:
 #   load     three workloads x {tocsin on SQLite, Alertmanager[, tocsin on PostgreSQL]}:
 #            distinct alerts one per request, distinct alerts 100 per request, the same alert
@@ -14,7 +14,11 @@
 #            and the server's resident memory (VmRSS) at the end of the workload. The same
 #            workloads also go to the HTTP ceiling (benches/src/bin/http_ceiling.rs): tocsin's
 #            HTTP stack decoding the same body and storing nothing, the most any storage design
-#            could take on this machine.
+#            could take on this machine. Then the storage floor
+#            (benches/src/bin/storage_floor.rs): the rows tocsin stored in the distinct
+#            one-per-request load, copied in bulk into a new database of the same schema, SQLite's
+#            CPU time per alert: a lower bound on storing those rows, which the report sets beside
+#            what each distinct line leaves for storage.
 #   latency  alert posted to tocsin -> notification at a local sink, through a stored
 #            `ingest -> notify` definition with the webhook driver: idle (once the machine's load
 #            has settled), then under the distinct one-per-request load. p50/p90/p99
@@ -40,7 +44,7 @@ ONLY="load,latency,pipeline,memory"
 CONNECTIONS=8
 THREADS=2
 
-usage() { sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,34p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) QUICK=1 ;;
@@ -139,10 +143,12 @@ fi
 TOCSIN="$ROOT/target/release/tocsin"
 PROBE="$ROOT/target/release/latency_probe"
 CEILING="$ROOT/target/release/http_ceiling"
+FLOOR="$ROOT/target/release/storage_floor"
 if [ "$SKIP_BUILD" = 0 ]; then
-    log "building tocsin, the latency probe and the HTTP ceiling (release)"
+    log "building tocsin, the latency probe, the HTTP ceiling and the storage floor (release)"
     (cd "$ROOT" && cargo build --release --bin tocsin &&
-        cargo build --release -p tocsin-benches --bin latency_probe --bin http_ceiling)
+        cargo build --release -p tocsin-benches --bin latency_probe --bin http_ceiling \
+            --bin storage_floor)
 fi
 
 # ---- servers ----------------------------------------------------------------------------------
@@ -286,6 +292,14 @@ if wants load; then
             stop_pid "$SERVER_PID"
         done
     done
+    # The storage floor: SQLite's own work on the rows the distinct one-per-request load stored
+    # (the same rows copied in bulk into a new database), set beside what each line leaves for
+    # storage in the report.
+    if [ -f "$WORK/tocsin_sqlite-distinct-1/tocsin.db" ]; then
+        log "storage floor: the distinct-1 load's rows, copied in bulk (3 copies)"
+        "$FLOOR" --from "$WORK/tocsin_sqlite-distinct-1/tocsin.db" --copies 3 \
+            --out "$OUT/storage-floor.json" >&2 || log "the storage floor failed (status $?)"
+    fi
 fi
 
 # ---- latency ----------------------------------------------------------------------------------
