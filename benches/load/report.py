@@ -148,20 +148,23 @@ def main():
         if entry["servers"]:
             res["load"].append(entry)
 
-    # the storage floor (benches/src/bin/storage_floor.rs) beside what each distinct SQLite line
-    # leaves for storage: at the line's rate the machine has cores/rate of CPU per alert, of which
-    # the HTTP ceiling's work (both cores busy at its rate) takes cores/ceiling
-    floor = load(f"{out}/storage-floor.json")
-    if floor:
-        cores = res["machine"]["cores"]
+    # the storage floor (benches/src/bin/storage_floor.rs) beside what each distinct line leaves
+    # for storage: at the line's rate the machine has cores/rate of CPU per alert, of which the
+    # HTTP ceiling's work (both cores busy at its rate) takes cores/ceiling
+    cores = res["machine"]["cores"]
+    for backend, target, workloads in (("sqlite", "tocsin_sqlite", ("distinct-1", "distinct-100")),
+                                       ("postgres", "tocsin_postgres", ("distinct-1",))):
+        floor = load(f"{out}/storage-floor-{backend}.json")
+        if not floor:
+            continue
         floor["lines"] = {}
-        for wname in ("distinct-1", "distinct-100"):
+        for wname in workloads:
             e = next((x for x in res["load"] if x["workload"] == wname), None)
             am = e and e["servers"].get("alertmanager", {}).get("alerts_per_s")
             ceil = e and e["servers"].get("http_ceiling", {}).get("alerts_per_s")
             if not (am and ceil and cores):
                 continue
-            rate = RATIO_TARGETS[("tocsin_sqlite", wname)] * am
+            rate = RATIO_TARGETS[(target, wname)] * am
             left = cores * 1e6 / rate - cores * 1e6 / ceil
             floor["lines"][wname] = {
                 "alerts_per_s_needed": round(rate, 1),
@@ -170,7 +173,7 @@ def main():
                 "left_for_storage_us": round(left, 1),
                 "floor_over_left": round(floor["us_per_alert"] / left, 2) if left > 0 else None,
             }
-        res["storage_floor"] = floor
+        res.setdefault("storage_floor", {})[backend] = floor
 
     # latency
     for label in ("idle", "load", "pipeline"):
@@ -283,11 +286,13 @@ def main():
                 p(f"  {e['workload']:<14}{shares}; the ceiling is "
                   f"{e['ratio'].get('http_ceiling', 0):.2f}x Alertmanager")
             p()
-    fl = res.get("storage_floor")
-    if fl:
-        p(f"storage floor: SQLite's own work on the rows of a new alert (the distinct-1 load's rows "
-          f"copied in bulk, {fl['alerts_per_copy']:,} alerts per commit, nothing prepared or bound "
-          f"per alert): {fl['us_per_alert']:.1f} us of CPU per alert")
+    for backend, name in (("sqlite", "tocsin (SQLite)"), ("postgres", "tocsin (PostgreSQL)")):
+        fl = res.get("storage_floor", {}).get(backend)
+        if not fl:
+            continue
+        p(f"storage floor, {name}: {fl['database']}'s own work on the rows of a new alert (the "
+          f"distinct-1 load's rows copied in bulk, {fl['alerts_per_copy']:,} alerts per commit, "
+          f"nothing prepared, bound or sent per alert): {fl['us_per_alert']:.1f} us of CPU per alert")
         for wname, x in fl["lines"].items():
             over = x["floor_over_left"]
             p(f"  {wname:<14}the line ({x['alerts_per_s_needed']:,.0f} alerts/s) leaves "

@@ -16,9 +16,9 @@
 #            HTTP stack decoding the same body and storing nothing, the most any storage design
 #            could take on this machine. Then the storage floor
 #            (benches/src/bin/storage_floor.rs): the rows tocsin stored in the distinct
-#            one-per-request load, copied in bulk into a new database of the same schema, SQLite's
-#            CPU time per alert: a lower bound on storing those rows, which the report sets beside
-#            what each distinct line leaves for storage.
+#            one-per-request load, copied in bulk into tables of the same schema, the database's
+#            CPU time per alert (SQLite, and PostgreSQL with --postgres): a lower bound on storing
+#            those rows, which the report sets beside what each distinct line leaves for storage.
 #   latency  alert posted to tocsin -> notification at a local sink, through a stored
 #            `ingest -> notify` definition with the webhook driver: idle (once the machine's load
 #            has settled), then under the distinct one-per-request load. p50/p90/p99
@@ -279,6 +279,7 @@ TARGETS=(tocsin_sqlite alertmanager)
 TARGETS+=(http_ceiling)
 start_am_sink
 
+PG_FLOOR_URL=""
 if wants load; then
     for w in "${WORKLOADS[@]}"; do
         IFS=: read -r wname mode batch <<<"$w"
@@ -290,15 +291,21 @@ if wants load; then
                 "$(rss_kib "$SERVER_PID")" "$(hwm_kib "$SERVER_PID")" "$(cut -d' ' -f1 /proc/loadavg)" \
                 "$(runs_json "$t" "$wname")" >"$OUT/load-$t-$wname.mem.json"
             stop_pid "$SERVER_PID"
+            [ "$t-$wname" = tocsin_postgres-distinct-1 ] && PG_FLOOR_URL="$PG_DB_URL"
         done
     done
-    # The storage floor: SQLite's own work on the rows the distinct one-per-request load stored
-    # (the same rows copied in bulk into a new database), set beside what each line leaves for
-    # storage in the report.
+    # The storage floor: the database's own work on the rows the distinct one-per-request load
+    # stored (the same rows copied in bulk), set beside what each line leaves for storage in the
+    # report.
     if [ -f "$WORK/tocsin_sqlite-distinct-1/tocsin.db" ]; then
-        log "storage floor: the distinct-1 load's rows, copied in bulk (3 copies)"
+        log "storage floor (SQLite): the distinct-1 load's rows, copied in bulk (3 copies)"
         "$FLOOR" --from "$WORK/tocsin_sqlite-distinct-1/tocsin.db" --copies 3 \
-            --out "$OUT/storage-floor.json" >&2 || log "the storage floor failed (status $?)"
+            --out "$OUT/storage-floor-sqlite.json" >&2 || log "the storage floor failed (status $?)"
+    fi
+    if [ -n "$PG_FLOOR_URL" ]; then
+        log "storage floor (PostgreSQL): the distinct-1 load's rows, copied in bulk (3 copies)"
+        "$FLOOR" --from "$PG_FLOOR_URL" --copies 3 \
+            --out "$OUT/storage-floor-postgres.json" >&2 || log "the storage floor failed (status $?)"
     fi
 fi
 
