@@ -119,6 +119,32 @@ trait Target {
     fn version(&mut self) -> String;
 }
 
+/// [`Target::exec`] and [`Target::count`] over a diesel connection in `self.conn`: the same text
+/// for either backend's connection type.
+macro_rules! connection_methods {
+    () => {
+        fn exec(&mut self, sql: &str) {
+            self.conn
+                .batch_execute(sql)
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        }
+        fn count(&mut self, sql: &str) -> i64 {
+            diesel::sql_query(sql)
+                .get_result::<Count>(&mut self.conn)
+                .unwrap_or_else(|e| panic!("{sql}: {e}"))
+                .n
+        }
+    };
+}
+
+/// The column names a `columns` query returned.
+fn names(rows: QueryResult<Vec<Column>>) -> Vec<String> {
+    rows.expect("the table's columns")
+        .into_iter()
+        .map(|c| c.name)
+        .collect()
+}
+
 struct Sqlite {
     conn: SqliteConnection,
     _dir: tempfile::TempDir,
@@ -160,25 +186,13 @@ impl Sqlite {
 }
 
 impl Target for Sqlite {
-    fn exec(&mut self, sql: &str) {
-        self.conn
-            .batch_execute(sql)
-            .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    }
-    fn count(&mut self, sql: &str) -> i64 {
-        diesel::sql_query(sql)
-            .get_result::<Count>(&mut self.conn)
-            .unwrap_or_else(|e| panic!("{sql}: {e}"))
-            .n
-    }
+    connection_methods!();
     fn columns(&mut self, table: &str) -> Vec<String> {
-        diesel::sql_query("SELECT name FROM pragma_table_info(?, 'src')")
-            .bind::<Text, _>(table)
-            .load::<Column>(&mut self.conn)
-            .expect("the table's columns")
-            .into_iter()
-            .map(|c| c.name)
-            .collect()
+        names(
+            diesel::sql_query("SELECT name FROM pragma_table_info(?, 'src')")
+                .bind::<Text, _>(table)
+                .load(&mut self.conn),
+        )
     }
     fn source(&self, table: &str) -> String {
         format!("src.{table}")
@@ -249,28 +263,16 @@ impl Drop for Postgres {
 }
 
 impl Target for Postgres {
-    fn exec(&mut self, sql: &str) {
-        self.conn
-            .batch_execute(sql)
-            .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    }
-    fn count(&mut self, sql: &str) -> i64 {
-        diesel::sql_query(sql)
-            .get_result::<Count>(&mut self.conn)
-            .unwrap_or_else(|e| panic!("{sql}: {e}"))
-            .n
-    }
+    connection_methods!();
     fn columns(&mut self, table: &str) -> Vec<String> {
-        diesel::sql_query(
-            "SELECT column_name::text AS name FROM information_schema.columns \
-             WHERE table_schema = 'public' AND table_name = $1 ORDER BY ordinal_position",
+        names(
+            diesel::sql_query(
+                "SELECT column_name::text AS name FROM information_schema.columns \
+                 WHERE table_schema = 'public' AND table_name = $1 ORDER BY ordinal_position",
+            )
+            .bind::<Text, _>(table)
+            .load(&mut self.conn),
         )
-        .bind::<Text, _>(table)
-        .load::<Column>(&mut self.conn)
-        .expect("the table's columns")
-        .into_iter()
-        .map(|c| c.name)
-        .collect()
     }
     fn source(&self, table: &str) -> String {
         format!("public.{table}")
