@@ -291,7 +291,7 @@ if wants load; then
                 "$(rss_kib "$SERVER_PID")" "$(hwm_kib "$SERVER_PID")" "$(cut -d' ' -f1 /proc/loadavg)" \
                 "$(runs_json "$t" "$wname")" >"$OUT/load-$t-$wname.mem.json"
             stop_pid "$SERVER_PID"
-            [ "$t-$wname" = tocsin_postgres-distinct-1 ] && PG_FLOOR_URL="$PG_DB_URL"
+            if [ "$t-$wname" = tocsin_postgres-distinct-1 ]; then PG_FLOOR_URL="$PG_DB_URL"; fi
         done
     done
     # The storage floor: the database's own work on the rows the distinct one-per-request load

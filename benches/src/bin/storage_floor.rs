@@ -159,7 +159,8 @@ impl Sqlite {
         let target = dir.path().join("floor.db");
         let mut conn =
             SqliteConnection::establish(&target.to_string_lossy()).expect("a new database");
-        // tocsin's connection settings (core/src/store/mod.rs); the source attached, only read.
+        // tocsin's connection settings (`Manager::open` in core/src/store/mod.rs; keep the two
+        // alike); the source attached, only read.
         conn.batch_execute(
             "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; \
              PRAGMA synchronous = NORMAL; PRAGMA temp_store = MEMORY;",
@@ -230,6 +231,7 @@ impl Postgres {
             conn,
             schedstat: format!("/proc/{pid}/schedstat"),
         };
+        // Fails here, before any table is made, when the server is not on this machine.
         let _ = pg.cpu_ns();
         pg.exec(&format!(
             "SET client_min_messages = warning; DROP SCHEMA IF EXISTS {PG_SCHEMA} CASCADE; \
