@@ -107,7 +107,7 @@ def main():
     out = a.out
 
     res = {
-        "machine": machine(),
+        "machine": dict(machine(), disk=load(f"{out}/disk.json")),
         "tocsin_version": a.tocsin_version,
         "alertmanager_version": a.alertmanager_version,
         "settings": {"duration_s": a.duration, "connections": int(a.connections),
@@ -247,6 +247,11 @@ def main():
     m = res["machine"]
     p(f"\nmachine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, {m['os']}, "
       f"kernel {m['kernel']}; load average at the end {m['load_avg_at_end'][0]:.2f}")
+    disk = m.get("disk")
+    if disk:
+        f = disk["fsync_ms"]
+        p(f"disk under the databases: fsync of a 4 KiB write p50 {f['p50']:.2f} ms, "
+          f"p99 {f['p99']:.2f} ms, max {f['max']:.2f} ms ({disk['samples']} samples)")
     p(f"tocsin {res['tocsin_version']}; {res['alertmanager_version']}")
     p(f"wrk: {int(a.connections)} connections, {int(a.threads)} threads, {a.duration:g} s per workload, "
       "127.0.0.1\n")

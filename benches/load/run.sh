@@ -30,6 +30,7 @@
 # --only takes a comma-separated subset of load,latency,pipeline,memory. --postgres URL (a server where
 # this user may CREATE DATABASE) adds tocsin on PostgreSQL to the load part, each workload on a new
 # database that is dropped afterwards. --keep leaves the temporary directory (logs, databases).
+# Before any server starts it times the disk under the databases (the fsync of a 4 KiB write).
 # Prints a table and writes benches/load/results.json. Every process it starts is stopped by pid
 # on exit.
 set -euo pipefail
@@ -139,6 +140,33 @@ if [ ${#need[@]} -gt 0 ]; then
     # systemd machine it listens on :9093, which this script does not use.
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${need[@]}"
 fi
+
+# ---- the disk ---------------------------------------------------------------------------------
+# How long the disk under the databases takes to make one written page durable (write 4 KiB, then
+# time the fsync; up to 200 times or 5 s), on the quiet machine before any server starts. SQLite's
+# checkpoints wait for it, and the under-load latency line with them: it held on one machine
+# (0.3 ms) and not on another (20 to 80 ms) with the same build (docs/performance.md).
+python3 - "$WORK" >"$OUT/disk.json" <<'EOF'
+import json, os, sys, time
+path = os.path.join(sys.argv[1], "sync-probe")
+fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+page = os.urandom(4096)
+took = []
+deadline = time.monotonic() + 5
+try:
+    while len(took) < 200 and time.monotonic() < deadline:
+        os.pwrite(fd, page, (len(took) % 64) * 4096)
+        t = time.perf_counter()
+        os.fsync(fd)
+        took.append((time.perf_counter() - t) * 1000)
+finally:
+    os.close(fd)
+    os.unlink(path)
+took.sort()
+rank = lambda p: round(took[max(0, -(-len(took) * p // 100) - 1)], 3)
+print(json.dumps({"dir": sys.argv[1], "samples": len(took),
+                  "fsync_ms": {"p50": rank(50), "p99": rank(99), "max": round(took[-1], 3)}}))
+EOF
 
 TOCSIN="$ROOT/target/release/tocsin"
 PROBE="$ROOT/target/release/latency_probe"
