@@ -145,7 +145,7 @@ fi
 # How long the disk under the databases takes to make one written page durable (write 4 KiB, then
 # time the fsync; up to 200 times or 5 s), on the quiet machine before any server starts. SQLite's
 # checkpoints wait for it, and the under-load latency line with them: it held on one machine
-# (0.3 ms) and not on another (20 to 80 ms) with the same build (docs/performance.md).
+# (about 0.1 ms) and not on another (20 to 80 ms) with the same build (docs/performance.md).
 python3 - "$WORK" >"$OUT/disk.json" <<'EOF'
 import json, os, sys, time
 path = os.path.join(sys.argv[1], "sync-probe")
