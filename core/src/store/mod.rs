@@ -4,7 +4,8 @@
 //! diesel's synchronous connections are the mature path for both backends (diesel-async has no
 //! SQLite driver of its own and no `MultiConnection`). Every query runs on tokio's blocking pool
 //! through [`Store::run`] / [`Store::write`], with connections from an r2d2 pool, so no database
-//! call ever blocks an executor thread.
+//! call blocks an executor thread; the one exception is [`Store::run_point_read`], a read through
+//! an index on a SQLite file, cheaper than the hop to the pool.
 //!
 //! On SQLite the database runs in WAL mode with a busy timeout. Write transactions of one process
 //! go through one writer thread with its own connection, which commits the writes waiting at the
@@ -22,6 +23,7 @@ pub mod metrics;
 mod records;
 pub mod rows;
 pub mod schema;
+mod seen;
 mod snapshot;
 mod stamp;
 pub mod testing;
@@ -39,6 +41,7 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 pub use commit::{after_commit, in_write};
 pub use records::*;
+pub use seen::SEEN_FLUSH_EVERY;
 pub use snapshot::Snapshot;
 pub(crate) use stamp::Stamp;
 
@@ -363,6 +366,8 @@ pub struct Store {
     connections: Arc<tokio::sync::Semaphore>,
     backend: Backend,
     writes: Writes,
+    /// The alerts this process stored, and re-sends' stamps waiting to be written.
+    seen: Arc<seen::Seen>,
 }
 
 /// How write transactions are run.
@@ -454,6 +459,7 @@ impl Store {
             connections: Arc::new(tokio::sync::Semaphore::new(size as usize)),
             backend,
             writes,
+            seen: Arc::new(seen::Seen::new()),
         })
     }
 
@@ -522,6 +528,43 @@ impl Store {
         })
         .await
         .map_err(|e| Error::internal(format!("storage task failed: {e}")))?
+    }
+
+    /// Runs `f` in one transaction on a pooled connection (on the blocking pool), so that all its
+    /// reads see the same committed state. For reads: a write belongs in [`Store::write`].
+    pub async fn run_snapshot<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut AnyConnection) -> Result<T> + Send + 'static,
+    {
+        self.run(move |conn| conn.transaction(f)).await
+    }
+
+    /// Runs `f`, a read through an index that takes microseconds, on this thread when the
+    /// database is a SQLite file and a pooled connection is free at once; otherwise (PostgreSQL,
+    /// in-memory SQLite, every connection busy) as [`Store::run`].
+    ///
+    /// # Why
+    /// On SQLite such a read costs less than the hop to the blocking pool and back: two thread
+    /// wake-ups, which on the re-sent-alert load were over a third of the machine (issue 8).
+    /// In WAL mode a reader does not wait for the writer, so the executor thread is held for the
+    /// read alone. On PostgreSQL every read is a round trip to the server, which must not hold an
+    /// executor thread. Anything longer than a point read goes through [`Store::run`].
+    pub async fn run_point_read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut AnyConnection) -> Result<T> + Send + 'static,
+    {
+        if matches!(self.writes, Writes::Grouped(_))
+            && let Ok(permit) = self.connections.clone().try_acquire_owned()
+            && let Some(mut pooled) = self.pool.try_get()
+        {
+            let _permit = permit;
+            let result = f(&mut pooled.conn);
+            pooled.served = result.as_ref().ok().map(|_| std::time::Instant::now());
+            return result;
+        }
+        self.run(f).await
     }
 
     /// Runs `f` in one write transaction: all of it is committed, or none. It returns once the

@@ -3,7 +3,11 @@
 //!
 //! # Rules
 //! - **Deduplication**: an alert is identified by its source (driver) and fingerprint. A re-send
-//!   with nothing material changed only stamps `updated_at` (no history row).
+//!   with nothing material changed only stamps `updated_at` (no history row). When every alert
+//!   of a request is such a re-send of an alert this process stored, the request is answered from
+//!   a read with no write transaction, and the stamps follow in a batch within
+//!   `store::SEEN_FLUSH_EVERY` (a killed process loses the last-seen times of that moment, never
+//!   an alert).
 //! - **History** records material changes with old and new values: `created`, `resolved`,
 //!   `refired`, `severity_changed`, `description_changed`, `labels_changed`, `acknowledged`.
 //!   A resolution keeps the severity the alert fired with.
@@ -121,7 +125,9 @@ pub struct IncidentChange {
 
 /// Called inside the write transaction after the alerts are written, with the incidents that
 /// materially changed (possibly none); returns pipeline run ids for [`IngestOutcome::run_ids`].
-/// An error rolls the whole request back.
+/// An error rolls the whole request back. A request whose every alert is an identical re-send of
+/// what is stored has no write transaction, and its hook is dropped uncalled (it would see no
+/// change).
 pub type TxHook =
     Box<dyn FnOnce(&mut AnyConnection, &[IncidentChange]) -> Result<Vec<String>> + Send>;
 
@@ -197,6 +203,33 @@ pub struct IngestOutcome {
 }
 
 impl IngestOutcome {
+    /// Counts one alert of the request and lists it (and its incident, once).
+    fn record(
+        &mut self,
+        id: i64,
+        a: &NormalizedAlert,
+        incident_id: Option<i64>,
+        outcome: AlertOutcome,
+    ) {
+        match outcome {
+            AlertOutcome::Created => self.created += 1,
+            AlertOutcome::Updated => self.updated += 1,
+            AlertOutcome::Resolved => self.resolved += 1,
+            AlertOutcome::Unchanged => self.unchanged += 1,
+        }
+        if let Some(i) = incident_id.filter(|i| !self.incident_ids.contains(i)) {
+            self.incident_ids.push(i);
+        }
+        self.alerts.push(IngestedAlert {
+            id,
+            fingerprint: a.fingerprint.clone(),
+            name: a.name.clone(),
+            status: a.status,
+            incident_id,
+            outcome,
+        });
+    }
+
     fn empty(driver: &str, trace_id: String) -> Self {
         Self {
             driver: driver.to_owned(),
@@ -363,6 +396,17 @@ async fn store_alerts(
     let hook_unused = |h: &std::sync::Mutex<Option<TxHook>>| {
         !had_hook || h.lock().unwrap_or_else(|p| p.into_inner()).is_some()
     };
+    if let Some(out) = unchanged_resend(tocsin, &source, &alerts, &trace_id).await? {
+        tracing::debug!(
+            driver = %out.driver,
+            trace_id = %out.trace_id,
+            alerts = count,
+            unchanged = out.unchanged,
+            elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "Ingested an identical re-send."
+        );
+        return Ok(out);
+    }
     let mut attempt = 0;
     let out = loop {
         attempt += 1;
@@ -402,6 +446,9 @@ async fn store_alerts(
             Err(e) => return Err(e),
         }
     };
+    for a in alerts.iter() {
+        tocsin.store().remember_alert(&source, &a.fingerprint);
+    }
     // Debug, not info: at thousands of webhooks a second a line each costs more than the webhook,
     // and every alert is recorded with its trace id anyway.
     tracing::debug!(
@@ -417,6 +464,52 @@ async fn store_alerts(
         "Ingested alerts."
     );
     Ok(out)
+}
+
+/// A request whose every alert this process may have stored is first compared on a read: when
+/// each alert is stored and [`identical`] to the stored one, it is answered from that read with
+/// no write transaction, and the alerts' `updated_at` is stamped in a later batch (see
+/// `Store::stamp_seen_later`). `None`: the request goes through the write path.
+async fn unchanged_resend(
+    tocsin: &Tocsin,
+    source: &Arc<String>,
+    alerts: &Arc<Vec<NormalizedAlert>>,
+    trace_id: &str,
+) -> Result<Option<IngestOutcome>> {
+    let store = tocsin.store();
+    if !alerts
+        .iter()
+        .all(|a| store.maybe_stored_alert(source, &a.fingerprint))
+    {
+        return Ok(None);
+    }
+    let (src, list) = (source.clone(), alerts.clone());
+    let compare = move |conn: &mut AnyConnection| {
+        let mut states = Vec::with_capacity(list.len());
+        for a in list.iter() {
+            match find_alert_state(conn, &src, &a.fingerprint)? {
+                Some(old) if identical(&old, a) => states.push(old),
+                _ => return Ok(None),
+            }
+        }
+        Ok(Some(states))
+    };
+    let states = if alerts.len() == 1 {
+        store.run_point_read(compare).await?
+    } else {
+        // Several alerts: one snapshot for all, on the blocking pool.
+        store.run_snapshot(compare).await?
+    };
+    let Some(states) = states else {
+        return Ok(None);
+    };
+    let mut out = IngestOutcome::empty(source, trace_id.to_owned());
+    for (a, old) in alerts.iter().zip(&states) {
+        out.record(old.id, a, old.incident_id, AlertOutcome::Unchanged);
+    }
+    let ids: Vec<i64> = states.iter().map(|s| s.id).collect();
+    store.stamp_seen_later(&ids, tocsin_core::store::now());
+    Ok(Some(out))
 }
 
 fn validate(a: &NormalizedAlert) -> Result<()> {
@@ -465,6 +558,22 @@ pub fn group_key(name: &str, labels: &Labels) -> String {
         Some(i) => format!("{name}|{i}"),
         None => name.to_owned(),
     }
+}
+
+/// Whether `a` is an identical re-send of the stored alert `old`: the same status, severity
+/// (a resolution keeps the severity it fired with), description, labels and annotations, and no
+/// acknowledgement to pass on. Such a re-send changes nothing but the alert's `updated_at`.
+fn identical(old: &AlertState, a: &NormalizedAlert) -> bool {
+    let severity = match a.status {
+        AlertStatus::Resolved => old.severity,
+        AlertStatus::Firing => a.severity,
+    };
+    old.status == a.status
+        && severity == old.severity
+        && !(a.acknowledged && a.status == AlertStatus::Firing)
+        && a.description == old.description
+        && a.labels == old.labels
+        && a.annotations == old.annotations
 }
 
 fn active(s: IncidentStatus) -> bool {
@@ -660,23 +769,7 @@ impl Writer<'_, '_> {
         incident_id: Option<i64>,
         outcome: AlertOutcome,
     ) {
-        match outcome {
-            AlertOutcome::Created => self.out.created += 1,
-            AlertOutcome::Updated => self.out.updated += 1,
-            AlertOutcome::Resolved => self.out.resolved += 1,
-            AlertOutcome::Unchanged => self.out.unchanged += 1,
-        }
-        if let Some(i) = incident_id.filter(|i| !self.out.incident_ids.contains(i)) {
-            self.out.incident_ids.push(i);
-        }
-        self.out.alerts.push(IngestedAlert {
-            id,
-            fingerprint: a.fingerprint.clone(),
-            name: a.name.clone(),
-            status: a.status,
-            incident_id,
-            outcome,
-        });
+        self.out.record(id, a, incident_id, outcome);
     }
 
     fn one(&mut self, a: &NormalizedAlert) -> Result<()> {
@@ -740,6 +833,11 @@ impl Writer<'_, '_> {
     }
 
     fn update(&mut self, old: AlertState, a: &NormalizedAlert, key: &str) -> Result<()> {
+        if identical(&old, a) {
+            touch_alert(self.conn, old.id)?;
+            self.record(old.id, a, old.incident_id, AlertOutcome::Unchanged);
+            return Ok(());
+        }
         let now = chrono::Utc::now();
         let mut incident_id = old.incident_id;
         let mut outcome = AlertOutcome::Unchanged;
@@ -809,11 +907,6 @@ impl Writer<'_, '_> {
             }
         }
 
-        if nothing_else && !wants_ack {
-            touch_alert(self.conn, old.id)?;
-            self.record(old.id, a, incident_id, AlertOutcome::Unchanged);
-            return Ok(());
-        }
         if !nothing_else {
             update_alert(
                 self.conn,

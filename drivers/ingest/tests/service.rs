@@ -145,6 +145,129 @@ async fn an_identical_resend_is_deduplicated_and_writes_no_history() {
     }
 }
 
+async fn updated_at(t: &Tocsin, id: i64) -> chrono::DateTime<chrono::Utc> {
+    t.store()
+        .run(move |c| store::get_alert(c, id))
+        .await
+        .unwrap()
+        .updated_at
+}
+
+#[tokio::test]
+async fn an_identical_resend_is_answered_from_a_read_and_stamped_in_a_later_batch() {
+    for db in testing::all().await {
+        let t = tocsin(&db);
+        let first = send(&t, "alertmanager/firing-two-alerts.json").await;
+        let id = first.alerts[1].id;
+        let stored = updated_at(&t, id).await;
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        let again = send(&t, "alertmanager/firing-two-alerts.json").await;
+        assert_eq!((again.created, again.unchanged), (0, 2), "{}", db.label);
+        let ids: Vec<_> = again.alerts.iter().map(|a| (a.id, a.incident_id)).collect();
+        let first_ids: Vec<_> = first.alerts.iter().map(|a| (a.id, a.incident_id)).collect();
+        assert_eq!(ids, first_ids, "the answer reports the stored alerts");
+        assert!(
+            again
+                .alerts
+                .iter()
+                .all(|a| a.outcome == AlertOutcome::Unchanged)
+        );
+        assert_eq!(again.incident_ids, first.incident_ids);
+        // No write transaction answered it: the last-seen time waits for its batch.
+        assert_eq!(updated_at(&t, id).await, stored, "{}", db.label);
+        t.store().flush_seen().await.unwrap();
+        let seen = updated_at(&t, id).await;
+        assert!(seen > stored, "{}: {seen} after {stored}", db.label);
+        assert_eq!(history(&t, id).await, vec!["created"], "{}", db.label);
+
+        // Left to itself, the batch is written within its period.
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        send(&t, "alertmanager/firing-two-alerts.json").await;
+        tokio::time::sleep(store::SEEN_FLUSH_EVERY * 3).await;
+        assert!(updated_at(&t, id).await > seen, "{}", db.label);
+    }
+}
+
+#[tokio::test]
+async fn a_resend_is_compared_with_what_another_process_stored_since() {
+    for db in testing::all().await {
+        let t = tocsin(&db);
+        let body = json!({"name": "Load", "fingerprint": "l1", "severity": "warning", "labels": {"host": "h1"}});
+        let a = generic(&t, body.clone()).await;
+        let id = a.alerts[0].id;
+        // Another process (its own store on the same database) resolves the alert.
+        let other = Tocsin::new(
+            store::Store::open(&db.url, 2).await.unwrap(),
+            Plugins::from_inventory(),
+            Config::default(),
+        );
+        let mut resolved = body.clone();
+        resolved["status"] = "resolved".into();
+        assert_eq!(generic(&other, resolved).await.resolved, 1, "{}", db.label);
+        // This process stored the alert firing; the re-send of that body is a re-fire now.
+        let again = generic(&t, body.clone()).await;
+        assert_eq!(
+            (again.unchanged, again.alerts[0].outcome),
+            (0, AlertOutcome::Updated),
+            "{}",
+            db.label
+        );
+        assert_eq!(
+            history(&t, id).await,
+            vec!["created", "resolved", "refired"],
+            "{}",
+            db.label
+        );
+        let mut hotter = body.clone();
+        hotter["severity"] = "critical".into();
+        generic(&other, hotter).await;
+        let b = generic(&t, body).await;
+        assert_eq!(b.alerts[0].outcome, AlertOutcome::Updated, "{}", db.label);
+        assert_eq!(
+            history(&t, id).await.last().map(String::as_str),
+            Some("severity_changed"),
+            "{}",
+            db.label
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_late_stamp_never_moves_updated_at_back_and_an_identical_resend_runs_no_hook() {
+    for db in testing::all().await {
+        let t = tocsin(&db);
+        let body = json!({"name": "Mem", "fingerprint": "m1", "severity": "warning"});
+        let id = generic(&t, body.clone()).await.alerts[0].id;
+        // A re-send's stamp waits; then a material change is committed with a later time.
+        assert_eq!(generic(&t, body.clone()).await.unchanged, 1);
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        let mut changed = body.clone();
+        changed["description"] = "now at 95%".into();
+        assert_eq!(generic(&t, changed.clone()).await.updated, 1);
+        let later = updated_at(&t, id).await;
+        t.store().flush_seen().await.unwrap();
+        assert_eq!(updated_at(&t, id).await, later, "{}", db.label);
+
+        let called = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = called.clone();
+        let hook: TxHook = Box::new(move |_conn, _changes| {
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            Ok(vec!["run".into()])
+        });
+        let req = IngestRequest {
+            driver: Some("generic".into()),
+            body: IngestBody::Json(changed),
+            headers: Headers::new(),
+            trace_id: None,
+        };
+        let out = service::ingest_with_secrets(&t, req, Some(hook), &WebhookSecrets::none())
+            .await
+            .unwrap();
+        assert_eq!((out.unchanged, out.run_ids.len()), (1, 0), "{}", db.label);
+        assert!(!called.load(std::sync::atomic::Ordering::SeqCst));
+    }
+}
+
 #[tokio::test]
 async fn material_changes_are_recorded_with_old_and_new_values() {
     for db in testing::all().await {

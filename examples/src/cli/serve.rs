@@ -121,6 +121,10 @@ pub async fn run(args: ServeArgs, app: &App) -> anyhow::Result<ExitCode> {
         // A worker finishes the node it is running; a slow one is left to its lease.
         let _ = tokio::time::timeout(Duration::from_secs(10), w).await;
     }
+    // Re-sent alerts' last-seen times wait for a batch; write the last one before exiting.
+    if let Err(e) = tocsin.store().flush_seen().await {
+        tracing::warn!(error = %e, "Could not write the last-seen times of re-sent alerts.");
+    }
     tracing::info!("tocsin stopped cleanly.");
     Ok(ExitCode::SUCCESS)
 }
