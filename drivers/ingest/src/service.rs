@@ -762,16 +762,6 @@ impl Writer<'_, '_> {
         Ok(())
     }
 
-    fn record(
-        &mut self,
-        id: i64,
-        a: &NormalizedAlert,
-        incident_id: Option<i64>,
-        outcome: AlertOutcome,
-    ) {
-        self.out.record(id, a, incident_id, outcome);
-    }
-
     fn one(&mut self, a: &NormalizedAlert) -> Result<()> {
         let key = group_key(&a.name, &a.labels);
         match find_alert_state(self.conn, self.source, &a.fingerprint)? {
@@ -828,14 +818,16 @@ impl Writer<'_, '_> {
         if let Some(iid) = stored.incident_id {
             self.note(iid, a, None)?;
         }
-        self.record(stored.id, a, stored.incident_id, AlertOutcome::Created);
+        self.out
+            .record(stored.id, a, stored.incident_id, AlertOutcome::Created);
         Ok(())
     }
 
     fn update(&mut self, old: AlertState, a: &NormalizedAlert, key: &str) -> Result<()> {
         if identical(&old, a) {
             touch_alert(self.conn, old.id)?;
-            self.record(old.id, a, old.incident_id, AlertOutcome::Unchanged);
+            self.out
+                .record(old.id, a, old.incident_id, AlertOutcome::Unchanged);
             return Ok(());
         }
         let now = chrono::Utc::now();
@@ -975,7 +967,7 @@ impl Writer<'_, '_> {
         if let Some(iid) = incident_id {
             self.note(iid, a, old.annotations.get(NOTE_ANNOTATION))?;
         }
-        self.record(old.id, a, incident_id, outcome);
+        self.out.record(old.id, a, incident_id, outcome);
         Ok(())
     }
 
