@@ -1062,7 +1062,13 @@ async fn concurrent_requests_for_the_same_new_alert_store_it_once() {
         let t = tocsin(&db);
         let mut tasks = Vec::new();
         for i in 0..8 {
-            let t = t.clone();
+            // A store each, as eight processes would have: a store that stored the alert itself
+            // answers an identical re-send from a read, without its hook, while these all write.
+            let t = Tocsin::new(
+                store::Store::open(&db.url, 2).await.unwrap(),
+                Plugins::from_inventory(),
+                Config::default(),
+            );
             tasks.push(tokio::spawn(async move {
                 let hook: TxHook = Box::new(move |_c, _changes| Ok(vec![format!("run-{i}")]));
                 let body = serde_json::to_vec(
