@@ -139,13 +139,16 @@ impl Store {
 
     /// Stamps `updated_at` of these alerts with `at` within [`SEEN_FLUSH_EVERY`], in one
     /// transaction for all the stamps of that time; an alert updated later keeps its later time.
-    /// Outside a tokio runtime the stamps wait for [`Store::flush_seen`].
+    /// Outside a tokio runtime the stamps wait for [`Store::flush_seen`] or the next call inside
+    /// one.
     pub fn stamp_seen_later(&self, ids: &[i64], at: NaiveDateTime) {
         if ids.is_empty() || !self.seen.queue(ids, at) {
             return;
         }
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
-            // Nothing to run the timer on: leave the flag set so the stamps wait for a flush.
+            // Nothing to run the timer on: the stamps wait for a flush, or for the next stamp
+            // queued inside a runtime, which schedules one.
+            self.seen.scheduled.store(false, Ordering::Release);
             return;
         };
         let store = self.clone();

@@ -145,6 +145,16 @@ async fn an_identical_resend_is_deduplicated_and_writes_no_history() {
     }
 }
 
+/// A handle of its own on the same database, as another process has: its own connections,
+/// writer and hint of stored alerts.
+async fn another_process(db: &testing::TestDb) -> Tocsin {
+    Tocsin::new(
+        store::Store::open(&db.url, 2).await.unwrap(),
+        Plugins::from_inventory(),
+        Config::default(),
+    )
+}
+
 async fn updated_at(t: &Tocsin, id: i64) -> chrono::DateTime<chrono::Utc> {
     t.store()
         .run(move |c| store::get_alert(c, id))
@@ -196,11 +206,7 @@ async fn a_resend_is_compared_with_what_another_process_stored_since() {
         let a = generic(&t, body.clone()).await;
         let id = a.alerts[0].id;
         // Another process (its own store on the same database) resolves the alert.
-        let other = Tocsin::new(
-            store::Store::open(&db.url, 2).await.unwrap(),
-            Plugins::from_inventory(),
-            Config::default(),
-        );
+        let other = another_process(&db).await;
         let mut resolved = body.clone();
         resolved["status"] = "resolved".into();
         assert_eq!(generic(&other, resolved).await.resolved, 1, "{}", db.label);
@@ -1064,11 +1070,7 @@ async fn concurrent_requests_for_the_same_new_alert_store_it_once() {
         for i in 0..8 {
             // A store each, as eight processes would have: a store that stored the alert itself
             // answers an identical re-send from a read, without its hook, while these all write.
-            let t = Tocsin::new(
-                store::Store::open(&db.url, 2).await.unwrap(),
-                Plugins::from_inventory(),
-                Config::default(),
-            );
+            let t = another_process(&db).await;
             tasks.push(tokio::spawn(async move {
                 let hook: TxHook = Box::new(move |_c, _changes| Ok(vec![format!("run-{i}")]));
                 let body = serde_json::to_vec(
