@@ -254,6 +254,78 @@ async fn concurrent_writes_commit_and_a_failing_one_rolls_back_alone() {
     }
 }
 
+/// A write that fails first in its group had the transaction to itself (no savepoint): it is
+/// rolled back alone, and the writes queued behind it still commit, in a new transaction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_that_fail_first_in_a_group_roll_back_alone() {
+    for db in testing::all().await {
+        db.store
+            .write(|c| store::insert_alert(c, &alert("dup", None)))
+            .await
+            .unwrap();
+        // Hold the writer, so that the four writes below wait together and form its next group,
+        // in the order they were sent.
+        let (started, wait_started) = std::sync::mpsc::channel();
+        let blocker = {
+            let s = db.store.clone();
+            tokio::spawn(async move {
+                s.write(move |_| {
+                    let _ = started.send(());
+                    std::thread::sleep(std::time::Duration::from_millis(300));
+                    Ok(())
+                })
+                .await
+            })
+        };
+        tokio::task::spawn_blocking(move || wait_started.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        let write = |title: &'static str, fp: &'static str| {
+            db.store.write(move |c| {
+                let inc = store::insert_incident(c, &incident(title, Severity::Info))?;
+                store::insert_alert(c, &alert(fp, Some(inc.id)))
+            })
+        };
+        let (f1, f2, s1, f3, s2) = tokio::join!(
+            write("F1", "dup"),
+            write("F2", "dup"),
+            write("S1", "fp-s1"),
+            write("F3", "dup"),
+            write("S2", "fp-s2"),
+        );
+        blocker.await.unwrap().unwrap();
+        for (name, r) in [("F1", &f1), ("F2", &f2), ("F3", &f3)] {
+            let e = r.as_ref().map(|_| ()).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Conflict, "{}: {name}: {e}", db.label);
+        }
+        let (s1, s2) = (s1.unwrap(), s2.unwrap());
+        let (incidents, stored) = db
+            .store
+            .run(|c| {
+                Ok((
+                    store::list_incidents(c, &Default::default())?,
+                    (
+                        store::find_alert(c, "alertmanager", "fp-s1")?,
+                        store::find_alert(c, "alertmanager", "fp-s2")?,
+                    ),
+                ))
+            })
+            .await
+            .unwrap();
+        let mut titles: Vec<_> = incidents.iter().map(|i| i.title.as_str()).collect();
+        titles.sort_unstable();
+        assert_eq!(
+            titles,
+            ["S1", "S2"],
+            "{}: the failed writes' incidents were rolled back, the others committed",
+            db.label
+        );
+        assert_eq!(stored.0.map(|a| a.id), Some(s1.id), "{}", db.label);
+        assert_eq!(stored.1.map(|a| a.id), Some(s2.id), "{}", db.label);
+    }
+}
+
 #[tokio::test]
 async fn a_panicking_write_fails_alone_and_writes_go_on() {
     for db in testing::all().await {

@@ -1,13 +1,14 @@
 //! Group commit (SQLite): every write transaction of a process goes through one writer thread,
-//! which runs the writes waiting at that moment in one database transaction, each in its own
-//! savepoint, and answers them only after that transaction committed.
+//! which runs the writes waiting at that moment in one database transaction, each after the first
+//! in its own savepoint, and answers them only after that transaction committed.
 //!
 //! # Why
 //! SQLite has exactly one writer at a time, and each commit writes every page it changed to the
 //! log. When many requests write at once, one commit for all of them costs about what one commit
 //! for one costs, so throughput grows with load instead of requests queueing on a lock (and the
-//! pages many writes share, such as the ends of the indexes, are written once). A write still sees its own savepoint: one that fails
-//! rolls back alone, and its caller gets its own error while the others commit.
+//! pages many writes share, such as the ends of the indexes, are written once). A write that fails
+//! still rolls back alone, and its caller gets its own error while the others commit: in its
+//! savepoint, or, when it was first, with the transaction it had to itself.
 //!
 //! Nothing is acknowledged before it is durable: a caller's result is delivered after `COMMIT`
 //! returned; if the commit fails, every write of the group gets that error.
@@ -26,8 +27,9 @@ use crate::error::{Error, Result};
 /// much one failed commit takes down.
 const MAX_GROUP: usize = 256;
 
-/// What the writer does with a write: run it in the group's transaction (in a savepoint when it
-/// shares it: the flag), or fail it unrun with the group's error.
+/// What the writer does with a write: run it in the group's transaction (in a savepoint when
+/// writes before it in that transaction are to be kept: the flag), or fail it unrun with the
+/// group's error.
 enum Step<'a> {
     Run(&'a mut AnyConnection, bool),
     Abort(&'a Error),
@@ -95,18 +97,23 @@ impl GroupWriter {
         let (reply, answer) = oneshot::channel::<Result<T>>();
         let span = tracing::Span::current();
         let job: Job = Box::new(move |step| {
-            let (conn, shared) = match step {
-                Step::Run(conn, shared) => (conn, shared),
+            let (conn, in_savepoint) = match step {
+                Step::Run(conn, in_savepoint) => (conn, in_savepoint),
                 Step::Abort(e) => {
                     let _ = reply.send(Err(e.clone()));
                     return None;
                 }
             };
             let _entered = span.enter();
-            // Nested in the group's transaction, diesel runs this in a savepoint. Alone in it, the
+            // Nested in the group's transaction, diesel runs this in a savepoint. First in it, the
             // transaction is its own: the writer rolls it back if this fails.
-            let (result, after) =
-                super::commit::collecting(|| if shared { conn.transaction(f) } else { f(conn) });
+            let (result, after) = super::commit::collecting(|| {
+                if in_savepoint {
+                    conn.transaction(f)
+                } else {
+                    f(conn)
+                }
+            });
             let ok = result.is_ok();
             Some((
                 ok,
@@ -160,25 +167,43 @@ fn writer_loop(mut conn: AnyConnection, connect: Connect, rx: mpsc::Receiver<Job
 }
 
 /// Runs one group; false when the connection should be replaced.
+///
+/// A write runs in a savepoint only when writes before it in the same transaction succeeded: the
+/// first has nothing of others' to protect, so if it fails the whole transaction is rolled back
+/// and the rest of the group goes on in a new one. Each savepoint copies every existing page its
+/// write touches into SQLite's statement journal (about 8% of the writer's time with one alert
+/// per request, issue 8), and groups under load hold only a few writes each.
 fn run_group(conn: &mut AnyConnection, jobs: Vec<Job>) -> bool {
     let size = jobs.len();
     if let Err(e) = begin(conn) {
-        let e = Error::from(e);
-        tracing::error!(error = %e, "Cannot begin a write transaction.");
-        for job in jobs {
-            job(Step::Abort(&e));
-        }
+        abort_all(jobs, &Error::from(e));
         return false;
     }
-    let shared = size > 1;
-    let mut all_ok = true;
+    // Writes that succeeded in the open transaction, waiting for its commit.
     let mut finishers: Vec<Finish> = Vec::with_capacity(size);
-    for job in jobs {
-        match std::panic::catch_unwind(AssertUnwindSafe(|| job(Step::Run(conn, shared)))) {
+    let mut jobs = jobs.into_iter();
+    while let Some(job) = jobs.next() {
+        let in_savepoint = !finishers.is_empty();
+        match std::panic::catch_unwind(AssertUnwindSafe(|| job(Step::Run(conn, in_savepoint)))) {
             Ok(None) => {}
-            Ok(Some((ok, finish))) => {
-                all_ok &= ok;
-                finishers.push(finish);
+            Ok(Some((true, finish))) => finishers.push(finish),
+            // Its savepoint is rolled back; the others' writes stand.
+            Ok(Some((false, finish))) if in_savepoint => finishers.push(finish),
+            Ok(Some((false, finish))) => {
+                // The first write failed with nothing else in the transaction: undo it, report
+                // its own error, and begin again for the writes after it.
+                let restarted = rollback(conn).and_then(|()| match jobs.len() {
+                    0 => Ok(()),
+                    _ => begin(conn),
+                });
+                finish(Ok(()));
+                if let Err(e) = restarted {
+                    abort_all(jobs.collect(), &Error::from(e));
+                    return false;
+                }
+                if jobs.len() == 0 {
+                    return true;
+                }
             }
             Err(_) => {
                 // A panic may have left the connection mid-savepoint: give up the whole group,
@@ -189,17 +214,10 @@ fn run_group(conn: &mut AnyConnection, jobs: Vec<Job>) -> bool {
                 for finish in finishers {
                     finish(Err(&e));
                 }
+                abort_all(jobs.collect(), &e);
                 return false;
             }
         }
-    }
-    if !shared && !all_ok {
-        // The one write failed: its transaction is rolled back, and it reports its own error.
-        let rolled_back = rollback(conn);
-        for finish in finishers {
-            finish(Ok(()));
-        }
-        return rolled_back.is_ok();
     }
     match commit(conn) {
         Ok(()) => {
@@ -217,6 +235,14 @@ fn run_group(conn: &mut AnyConnection, jobs: Vec<Job>) -> bool {
             }
             false
         }
+    }
+}
+
+/// Fails writes unrun with `e`.
+fn abort_all(jobs: Vec<Job>, e: &Error) {
+    tracing::error!(error = %e, writes = jobs.len(), "Cannot run a write transaction.");
+    for job in jobs {
+        job(Step::Abort(e));
     }
 }
 
