@@ -192,17 +192,14 @@ fn run_group(conn: &mut AnyConnection, jobs: Vec<Job>) -> bool {
             Ok(Some((false, finish))) => {
                 // The first write failed with nothing else in the transaction: undo it, report
                 // its own error, and begin again for the writes after it.
-                let restarted = rollback(conn).and_then(|()| match jobs.len() {
-                    0 => Ok(()),
-                    _ => begin(conn),
-                });
+                let rolled_back = rollback(conn);
                 finish(Ok(()));
-                if let Err(e) = restarted {
+                if jobs.len() == 0 {
+                    return rolled_back.is_ok();
+                }
+                if let Err(e) = rolled_back.and_then(|()| begin(conn)) {
                     abort_all(jobs.collect(), &Error::from(e));
                     return false;
-                }
-                if jobs.len() == 0 {
-                    return true;
                 }
             }
             Err(_) => {
@@ -240,6 +237,9 @@ fn run_group(conn: &mut AnyConnection, jobs: Vec<Job>) -> bool {
 
 /// Fails writes unrun with `e`.
 fn abort_all(jobs: Vec<Job>, e: &Error) {
+    if jobs.is_empty() {
+        return;
+    }
     tracing::error!(error = %e, writes = jobs.len(), "Cannot run a write transaction.");
     for job in jobs {
         job(Step::Abort(e));
