@@ -15,8 +15,9 @@
 //! its incident and every material change are written and committed before their webhook is
 //! answered, as always; a re-send's answer reports the alert as the database holds it. The
 //! stamps wait at most [`SEEN_FLUSH_EVERY`] and are written at once by [`Store::flush_seen`]
-//! (a clean shutdown calls it); a process killed in between loses the last-seen times of that
-//! moment, never an alert. A stamp never moves `updated_at` back.
+//! (a clean shutdown calls it); a flush that fails keeps them for the next one. A process killed
+//! in between loses the last-seen times of that moment, never an alert. A stamp never moves
+//! `updated_at` back.
 //!
 //! # The hint
 //! A read per webhook would cost every first-seen alert a wasted round on the pool. The hint is a
@@ -94,8 +95,7 @@ impl Seen {
     fn queue(&self, ids: &[i64], at: NaiveDateTime) -> bool {
         let mut pending = self.lock();
         for id in ids {
-            let t = pending.entry(*id).or_insert(at);
-            *t = (*t).max(at);
+            keep_latest(&mut pending, *id, at);
         }
         drop(pending);
         !self.scheduled.swap(true, Ordering::AcqRel)
@@ -106,6 +106,21 @@ impl Seen {
         self.scheduled.store(false, Ordering::Release);
         std::mem::take(&mut *self.lock())
     }
+
+    /// Puts back stamps a flush could not write, for the next flush (which the next stamp
+    /// queued schedules, or the one at shutdown).
+    fn restore(&self, stamps: &HashMap<i64, NaiveDateTime>) {
+        let mut pending = self.lock();
+        for (id, at) in stamps {
+            keep_latest(&mut pending, *id, *at);
+        }
+    }
+}
+
+/// Records `at` as alert `id`'s pending stamp unless a later one is already there.
+fn keep_latest(pending: &mut HashMap<i64, NaiveDateTime>, id: i64, at: NaiveDateTime) {
+    let t = pending.entry(id).or_insert(at);
+    *t = (*t).max(at);
 }
 
 /// Writes last-seen stamps, each only where it is later than the stored one.
@@ -160,13 +175,19 @@ impl Store {
         });
     }
 
-    /// Writes the pending last-seen stamps now. A process calls it before it exits.
+    /// Writes the pending last-seen stamps now. A process calls it before it exits. Stamps it
+    /// could not write wait for the next flush.
     pub async fn flush_seen(&self) -> Result<()> {
-        let stamps = self.seen.take();
+        let stamps = std::sync::Arc::new(self.seen.take());
         if stamps.is_empty() {
             return Ok(());
         }
-        self.write(move |conn| write_stamps(conn, &stamps)).await
+        let batch = stamps.clone();
+        let written = self.write(move |conn| write_stamps(conn, &batch)).await;
+        if written.is_err() {
+            self.seen.restore(&stamps);
+        }
+        written
     }
 }
 
@@ -218,5 +239,12 @@ mod tests {
             seen.queue(&[3], t(40)),
             "after a flush took them, the next one schedules"
         );
+        // A flush that failed puts its stamps back; a later stamp of the same alert wins.
+        seen.queue(&[1], t(50));
+        seen.restore(&taken);
+        let again = seen.take();
+        assert_eq!(again.get(&1), Some(&t(50)));
+        assert_eq!(again.get(&2), Some(&t(10)));
+        assert_eq!(again.get(&3), Some(&t(40)));
     }
 }
