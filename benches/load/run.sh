@@ -72,30 +72,9 @@ WORK="$(mktemp -d "${TMPDIR:-/tmp}/tocsin-load.XXXXXX")"
 OUT="$WORK/out"
 mkdir -p "$OUT"
 
-log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-
-# ---- processes: every one we start is recorded here and stopped by pid --------------------------
-PIDS=()
+# shellcheck source=benches/load/common.sh
+. "$HERE/common.sh"
 CREATED_DBS=()
-stop_pid() { # pid [signal]: stop one process we started and wait for it (SIGKILL after 15 s)
-    local pid="$1" sig="${2:-TERM}" i
-    kill -s "$sig" "$pid" 2>/dev/null || true
-    for i in $(seq 150); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-        log "pid $pid did not stop; killing it"
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
-    wait "$pid" 2>/dev/null || true
-    forget_pid "$pid"
-}
-forget_pid() { # a pid we started that has ended
-    local keep=() p
-    for p in "${PIDS[@]+"${PIDS[@]}"}"; do [ "$p" = "$1" ] || keep+=("$p"); done
-    PIDS=("${keep[@]+"${keep[@]}"}")
-}
 cleanup() {
     local rc=$? p
     for p in "${PIDS[@]+"${PIDS[@]}"}"; do stop_pid "$p"; done
@@ -108,19 +87,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-wait_http() { # url name pid
-    local i
-    for i in $(seq 300); do
-        if curl -fsS -o /dev/null "$1" 2>/dev/null; then return 0; fi
-        if ! kill -0 "$3" 2>/dev/null; then log "$2 exited during start-up"; return 1; fi
-        sleep 0.1
-    done
-    log "$2 did not answer $1 within 30 s"
-    return 1
-}
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 hwm_kib() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
 
