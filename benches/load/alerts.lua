@@ -7,6 +7,9 @@
 --   LOAD_MODE    distinct (every alert new: unique labels and fingerprint) | same (one alert re-sent)
 --   LOAD_BATCH   alerts per request (default 1)
 --   LOAD_PREFIX  makes labels unique across runs (default "run")
+--   LOAD_FIRST   the number of each thread's first distinct alert (default 0): a run against a
+--                database that already holds a run's alerts starts after them, since fingerprints
+--                are made of the thread and that number alone
 --   LOAD_MAX_REQUESTS  optional: every thread stops after its share of this many answered requests
 --   LOAD_THREADS the -t given to wrk (with LOAD_MAX_REQUESTS)
 --   LOAD_DONE_DIR  with LOAD_MAX_REQUESTS: each thread creates a file named after it here when done
@@ -31,7 +34,7 @@ end
 
 -- worker threads
 local tid = 0
-local seq = 0
+local seq = tonumber(os.getenv("LOAD_FIRST") or "0")
 local quota = 0
 local answered = 0
 local headers = { ["Content-Type"] = "application/json" }

@@ -81,11 +81,12 @@ if [ "$SKIP_BUILD" = 0 ]; then
         cargo build --release -p tocsin-benches --bin http_ceiling)
 fi
 
-send() { # url mode batch prefix requests: that many requests over one connection, then stop
-    local url="$1" mode="$2" batch="$3" prefix="$4" n="$5" done_dir="$WORK/done-$4" out="$WORK/wrk-$4.json"
+send() { # url mode batch prefix requests first: that many requests over one connection, the
+    # distinct alerts numbered from first, then stop
+    local url="$1" mode="$2" batch="$3" prefix="$4" n="$5" first="$6" done_dir="$WORK/done-$4" out="$WORK/wrk-$4.json"
     mkdir -p "$done_dir"
     env LOAD_FORMAT=tocsin LOAD_MODE="$mode" LOAD_BATCH="$batch" LOAD_PREFIX="$prefix" \
-        LOAD_OUT="$out" LOAD_THREADS=1 LOAD_MAX_REQUESTS="$n" LOAD_DONE_DIR="$done_dir" \
+        LOAD_FIRST="$first" LOAD_OUT="$out" LOAD_THREADS=1 LOAD_MAX_REQUESTS="$n" LOAD_DONE_DIR="$done_dir" \
         wrk -t1 -c1 -d86400s --timeout 60s -s "$LUA" "$url" >"$out.txt" 2>&1 &
     local pid=$!
     PIDS+=("$pid")
@@ -125,9 +126,11 @@ profile() { # workload
     pid=$!
     PIDS+=("$pid")
     wait_http "$url/healthz" "${server[0]##*/} under callgrind" "$pid" 300
-    send "$url/alerts/webhook/alertmanager/" "$mode" "$batch" "warm-$workload" "$WARMUP"
+    send "$url/alerts/webhook/alertmanager/" "$mode" "$batch" "warm-$workload" "$WARMUP" 0
     callgrind_control --instr=on "$pid" >/dev/null
-    send "$url/alerts/webhook/alertmanager/" "$mode" "$batch" "run-$workload" "$requests"
+    # after the warm-up's alerts: a distinct alert is a new one, not an update of a warm-up's
+    send "$url/alerts/webhook/alertmanager/" "$mode" "$batch" "run-$workload" "$requests" \
+        $((WARMUP * batch))
     callgrind_control --dump="$workload" "$pid" >/dev/null
     callgrind_control --instr=off "$pid" >/dev/null
     stop_pid "$pid" TERM 60
