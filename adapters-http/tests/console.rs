@@ -1331,21 +1331,21 @@ async fn filters_find_a_row_older_than_the_newest_thousand_and_pages_count_every
         .write(move |c| {
             let old = store::insert_incident(
                 c,
-                &incident("Ancient 100% disk_full".into(), Severity::Critical),
+                incident("Ancient 100% disk_full".into(), Severity::Critical),
             )?;
             store::insert_alert(
                 c,
-                &alert("zabbix", "ancient-fp".into(), "AncientDisk", Some(old.id)),
+                alert("zabbix", "ancient-fp".into(), "AncientDisk", Some(old.id)),
             )?;
             let old_run = store::insert_pipeline_run(c, &run(Some("nightly"), Some(old.id)))?;
             for i in 0..MANY {
                 let inc = store::insert_incident(
                     c,
-                    &incident(format!("Filler 100 diskxfull {i}"), Severity::Warning),
+                    incident(format!("Filler 100 diskxfull {i}"), Severity::Warning),
                 )?;
                 store::insert_alert(
                     c,
-                    &alert("alertmanager", format!("fp-{i}"), "Filler", Some(inc.id)),
+                    alert("alertmanager", format!("fp-{i}"), "Filler", Some(inc.id)),
                 )?;
                 store::insert_pipeline_run(c, &run(None, Some(old.id)))?;
             }
@@ -1525,14 +1525,13 @@ async fn an_incident_with_more_alerts_than_its_page_shows_says_so_and_links_to_t
         .tocsin
         .store()
         .write(move |c| {
-            let busy = store::insert_incident(c, &incident("Busy"))?;
-            let quiet = store::insert_incident(c, &incident("Quiet"))?;
-            let oldest =
-                store::insert_alert(c, &alert("busy-old".into(), "Oldest", Some(busy.id)))?;
+            let busy = store::insert_incident(c, incident("Busy"))?;
+            let quiet = store::insert_incident(c, incident("Quiet"))?;
+            let oldest = store::insert_alert(c, alert("busy-old".into(), "Oldest", Some(busy.id)))?;
             for i in 1..ALERTS {
-                store::insert_alert(c, &alert(format!("busy-{i}"), "Busy", Some(busy.id)))?;
+                store::insert_alert(c, alert(format!("busy-{i}"), "Busy", Some(busy.id)))?;
             }
-            store::insert_alert(c, &alert("quiet".into(), "Quiet", Some(quiet.id)))?;
+            store::insert_alert(c, alert("quiet".into(), "Quiet", Some(quiet.id)))?;
             Ok((busy.id, quiet.id, oldest.id))
         })
         .await

@@ -76,7 +76,7 @@ async fn incident(db: &testing::TestDb) -> i64 {
         .write(|c| {
             store::insert_incident(
                 c,
-                &NewIncident {
+                NewIncident {
                     title: "HostOutOfMemory on web-1".into(),
                     severity: Severity::Critical,
                     description: String::new(),

@@ -319,7 +319,7 @@ mod tests {
                 .write(move |c| {
                     store::insert_alert(
                         c,
-                        &store::NewAlert {
+                        store::NewAlert {
                             fingerprint: fp,
                             source: ALERT_SOURCE.into(),
                             name: alert_name("cpu"),

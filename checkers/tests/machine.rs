@@ -527,7 +527,7 @@ async fn discarding_an_incident_detaches_its_alerts_and_drops_its_events() {
             .write(|c| {
                 let inc = store::insert_incident(
                     c,
-                    &store::NewIncident {
+                    store::NewIncident {
                         title: "t".into(),
                         severity: Severity::Warning,
                         description: String::new(),
@@ -538,7 +538,7 @@ async fn discarding_an_incident_detaches_its_alerts_and_drops_its_events() {
                 store::add_incident_event(c, inc.id, "opened", "", "open", "system", json!({}))?;
                 let a = store::insert_alert(
                     c,
-                    &store::NewAlert {
+                    store::NewAlert {
                         fingerprint: "fp".into(),
                         source: checkers::ALERT_SOURCE.into(),
                         name: "CPU Check Alert".into(),

@@ -16,7 +16,7 @@
 //! let store = Store::open("sqlite::memory:", 1).await?;
 //! let incident = store
 //!     .write(|c| {
-//!         store::insert_incident(c, &NewIncident {
+//!         store::insert_incident(c, NewIncident {
 //!             title: "HighMemory on web-1".into(),
 //!             severity: Severity::Critical,
 //!             description: String::new(),

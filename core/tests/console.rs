@@ -63,9 +63,9 @@ fn new_run(definition: Option<&str>, incident_id: Option<i64>) -> NewPipelineRun
 fn seed_incidents(c: &mut AnyConnection) -> tocsin_core::Result<i64> {
     let old = store::insert_incident(
         c,
-        &new_incident("Disk 50% FULL_ON web_1", "root volume", Severity::Critical),
+        new_incident("Disk 50% FULL_ON web_1", "root volume", Severity::Critical),
     )?;
-    store::insert_alert(c, &new_alert("zabbix", "old", "DiskFull", Some(old.id)))?;
+    store::insert_alert(c, new_alert("zabbix", "old", "DiskFull", Some(old.id)))?;
     for i in 0..FILLER {
         let sev = if i % 2 == 0 {
             Severity::Warning
@@ -74,11 +74,11 @@ fn seed_incidents(c: &mut AnyConnection) -> tocsin_core::Result<i64> {
         };
         let inc = store::insert_incident(
             c,
-            &new_incident(&format!("disk 50 fullxon {i}"), "cpu flxo", sev),
+            new_incident(&format!("disk 50 fullxon {i}"), "cpu flxo", sev),
         )?;
         store::insert_alert(
             c,
-            &new_alert("alertmanager", &format!("fp-{i}"), "HighCpu", Some(inc.id)),
+            new_alert("alertmanager", &format!("fp-{i}"), "HighCpu", Some(inc.id)),
         )?;
     }
     Ok(old.id)
@@ -241,21 +241,21 @@ async fn alert_filter_by_incident_counts_and_pages_every_alert_of_that_incident(
         let (busy, quiet, oldest) = db
             .store
             .write(|c| {
-                let busy = store::insert_incident(c, &new_incident("Busy", "", Severity::Info))?;
-                let quiet = store::insert_incident(c, &new_incident("Quiet", "", Severity::Info))?;
+                let busy = store::insert_incident(c, new_incident("Busy", "", Severity::Info))?;
+                let quiet = store::insert_incident(c, new_incident("Quiet", "", Severity::Info))?;
                 let oldest =
-                    store::insert_alert(c, &new_alert("zabbix", "busy-old", "Old", Some(busy.id)))?;
+                    store::insert_alert(c, new_alert("zabbix", "busy-old", "Old", Some(busy.id)))?;
                 for i in 0..OF_INCIDENT - 1 {
                     store::insert_alert(
                         c,
-                        &new_alert("alertmanager", &format!("busy-{i}"), "Busy", Some(busy.id)),
+                        new_alert("alertmanager", &format!("busy-{i}"), "Busy", Some(busy.id)),
                     )?;
                     store::insert_alert(
                         c,
-                        &new_alert("alertmanager", &format!("other-{i}"), "Other", None),
+                        new_alert("alertmanager", &format!("other-{i}"), "Other", None),
                     )?;
                 }
-                store::insert_alert(c, &new_alert("zabbix", "quiet", "Quiet", Some(quiet.id)))?;
+                store::insert_alert(c, new_alert("zabbix", "quiet", "Quiet", Some(quiet.id)))?;
                 Ok((busy.id, quiet.id, oldest.id))
             })
             .await
@@ -338,7 +338,7 @@ async fn run_filters_cover_definition_incident_and_status_over_every_row() {
         let (incident, named_old) = db
             .store
             .write(|c| {
-                let inc = store::insert_incident(c, &new_incident("I", "", Severity::Info))?;
+                let inc = store::insert_incident(c, new_incident("I", "", Severity::Info))?;
                 let named = store::insert_pipeline_run(c, &new_run(Some("nightly"), Some(inc.id)))?;
                 store::insert_pipeline_run(c, &new_run(Some("default"), None))?;
                 for _ in 0..FILLER {
@@ -413,7 +413,7 @@ async fn dashboard_counts_every_row_grouped_in_the_database() {
                 for i in 0..FILLER {
                     let inc = store::insert_incident(
                         c,
-                        &new_incident(&format!("I{i}"), "", Severity::Critical),
+                        new_incident(&format!("I{i}"), "", Severity::Critical),
                     )?;
                     if i % 100 == 0 {
                         store::set_incident_status(
@@ -425,7 +425,7 @@ async fn dashboard_counts_every_row_grouped_in_the_database() {
                         )?;
                     }
                 }
-                let resolved = store::insert_incident(c, &new_incident("R", "", Severity::Info))?;
+                let resolved = store::insert_incident(c, new_incident("R", "", Severity::Info))?;
                 store::set_incident_status(
                     c,
                     resolved.id,
@@ -433,7 +433,7 @@ async fn dashboard_counts_every_row_grouped_in_the_database() {
                     "ops",
                     json!({}),
                 )?;
-                store::insert_incident(c, &new_incident("W", "", Severity::Warning))?;
+                store::insert_incident(c, new_incident("W", "", Severity::Warning))?;
                 for i in 0..3 {
                     let run = store::insert_pipeline_run(c, &new_run(None, None))?;
                     if i == 0 {

@@ -45,8 +45,8 @@ async fn incidents_and_alerts_round_trip_with_typed_fields() {
         let (inc, a, again) = db
             .store
             .write(|c| {
-                let inc = store::insert_incident(c, &incident("HighMemory", Severity::Critical))?;
-                let a = store::insert_alert(c, &alert("fp-1", Some(inc.id)))?;
+                let inc = store::insert_incident(c, incident("HighMemory", Severity::Critical))?;
+                let a = store::insert_alert(c, alert("fp-1", Some(inc.id)))?;
                 let again = store::find_alert(c, "alertmanager", "fp-1")?;
                 Ok((inc, a, again))
             })
@@ -74,12 +74,12 @@ async fn an_alert_state_is_the_stored_alert_s_compared_fields_and_none_for_an_un
         let (a, state, other_source, unknown) = db
             .store
             .write(|c| {
-                let inc = store::insert_incident(c, &incident("HighMemory", Severity::Critical))?;
+                let inc = store::insert_incident(c, incident("HighMemory", Severity::Critical))?;
                 let mut new = alert("fp-state", Some(inc.id));
                 new.status = AlertStatus::Resolved;
                 new.ended_at = Some(new.started_at + chrono::Duration::milliseconds(1500));
                 new.annotations = [("summary".to_string(), "disk full".to_string())].into();
-                let a = store::insert_alert(c, &new)?;
+                let a = store::insert_alert(c, new)?;
                 let state = find_alert_state(c, "alertmanager", "fp-state")?;
                 let other_source = find_alert_state(c, "grafana", "fp-state")?;
                 let unknown = find_alert_state(c, "alertmanager", "fp-none")?;
@@ -120,14 +120,14 @@ async fn an_alert_state_is_the_stored_alert_s_compared_fields_and_none_for_an_un
 async fn the_same_source_and_fingerprint_is_a_conflict_and_the_transaction_writes_nothing() {
     for db in testing::all().await {
         db.store
-            .write(|c| store::insert_alert(c, &alert("dup", None)))
+            .write(|c| store::insert_alert(c, alert("dup", None)))
             .await
             .unwrap();
         let err = db
             .store
             .write(|c| {
-                store::insert_incident(c, &incident("Other", Severity::Info))?;
-                store::insert_alert(c, &alert("dup", None))
+                store::insert_incident(c, incident("Other", Severity::Info))?;
+                store::insert_alert(c, alert("dup", None))
             })
             .await
             .unwrap_err();
@@ -149,7 +149,7 @@ async fn the_same_source_and_fingerprint_is_a_conflict_and_the_transaction_write
 async fn concurrent_writes_commit_and_a_failing_one_rolls_back_alone() {
     for db in testing::all().await {
         db.store
-            .write(|c| store::insert_alert(c, &alert("dup", None)))
+            .write(|c| store::insert_alert(c, alert("dup", None)))
             .await
             .unwrap();
         // Sent together, so that on SQLite they share group transactions (each in a savepoint).
@@ -165,8 +165,8 @@ async fn concurrent_writes_commit_and_a_failing_one_rolls_back_alone() {
                 let r = s
                     .write(move |c| {
                         let inc =
-                            store::insert_incident(c, &incident(&format!("I{i}"), Severity::Info))?;
-                        let a = store::insert_alert(c, &alert(&fp, Some(inc.id)))?;
+                            store::insert_incident(c, incident(&format!("I{i}"), Severity::Info))?;
+                        let a = store::insert_alert(c, alert(&fp, Some(inc.id)))?;
                         let h =
                             store::add_alert_history(c, a.id, "created", "", "firing", json!({}))?;
                         Ok((a, h))
@@ -260,7 +260,7 @@ async fn concurrent_writes_commit_and_a_failing_one_rolls_back_alone() {
 async fn writes_that_fail_first_in_a_group_roll_back_alone() {
     for db in testing::all().await {
         db.store
-            .write(|c| store::insert_alert(c, &alert("dup", None)))
+            .write(|c| store::insert_alert(c, alert("dup", None)))
             .await
             .unwrap();
         // Hold the writer, so that the four writes below wait together and form its next group,
@@ -283,8 +283,8 @@ async fn writes_that_fail_first_in_a_group_roll_back_alone() {
             .unwrap();
         let write = |title: &'static str, fp: &'static str| {
             db.store.write(move |c| {
-                let inc = store::insert_incident(c, &incident(title, Severity::Info))?;
-                store::insert_alert(c, &alert(fp, Some(inc.id)))
+                let inc = store::insert_incident(c, incident(title, Severity::Info))?;
+                store::insert_alert(c, alert(fp, Some(inc.id)))
             })
         };
         let (f1, f2, s1, f3, s2) = tokio::join!(
@@ -332,7 +332,7 @@ async fn a_panicking_write_fails_alone_and_writes_go_on() {
         let err = db
             .store
             .write(|c| -> tocsin_core::Result<()> {
-                store::insert_incident(c, &incident("Half", Severity::Info))?;
+                store::insert_incident(c, incident("Half", Severity::Info))?;
                 panic!("a bug in a write");
             })
             .await
@@ -340,7 +340,7 @@ async fn a_panicking_write_fails_alone_and_writes_go_on() {
         assert_eq!(err.kind(), ErrorKind::Internal, "{}: {err}", db.label);
         let inc = db
             .store
-            .write(|c| store::insert_incident(c, &incident("After", Severity::Info)))
+            .write(|c| store::insert_incident(c, incident("After", Severity::Info)))
             .await
             .unwrap();
         let all = db
@@ -364,7 +364,7 @@ async fn incident_transitions_are_stamped_and_recorded() {
         let (acked, resolved, reopened, events) = db
             .store
             .write(|c| {
-                let inc = store::insert_incident(c, &incident("Disk", Severity::Warning))?;
+                let inc = store::insert_incident(c, incident("Disk", Severity::Warning))?;
                 let acked = store::set_incident_status(
                     c,
                     inc.id,
@@ -417,7 +417,7 @@ async fn listing_filters_orders_newest_first_and_clamps() {
                     } else {
                         Severity::Info
                     };
-                    store::insert_incident(c, &incident(&format!("I{i}"), sev))?;
+                    store::insert_incident(c, incident(&format!("I{i}"), sev))?;
                 }
                 Ok(())
             })

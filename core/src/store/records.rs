@@ -49,10 +49,11 @@ pub struct NewIncident {
     pub metadata: Value,
 }
 
-/// Inserts an incident in status `open`.
-pub fn insert_incident(conn: &mut AnyConnection, new: &NewIncident) -> Result<Incident> {
+/// Inserts an incident in status `open` and returns it: `new` with its id and timestamps.
+pub fn insert_incident(conn: &mut AnyConnection, new: NewIncident) -> Result<Incident> {
     let t = now();
-    // Only the id comes back: the rest is what was written, so nothing is parsed back.
+    // Only the id comes back, and `new`'s fields move into the incident: nothing is parsed back
+    // or copied (issue 8).
     let metadata = json_to(&new.metadata)?;
     let id: i64 = super::insert_id!(
         conn,
@@ -72,13 +73,13 @@ pub fn insert_incident(conn: &mut AnyConnection, new: &NewIncident) -> Result<In
     )?;
     Ok(Incident {
         id,
-        title: new.title.clone(),
+        title: new.title,
         status: IncidentStatus::Open,
         severity: new.severity,
-        description: new.description.clone(),
+        description: new.description,
         summary: String::new(),
-        metadata: new.metadata.clone(),
-        group_key: new.group_key.clone(),
+        metadata: new.metadata,
+        group_key: new.group_key,
         created_at: ts(t),
         updated_at: ts(t),
         acknowledged_at: None,
@@ -279,8 +280,9 @@ pub struct NewAlert {
     pub incident_id: Option<i64>,
 }
 
-/// Inserts an alert; a second alert with the same (source, fingerprint) is a `Conflict`.
-pub fn insert_alert(conn: &mut AnyConnection, new: &NewAlert) -> Result<Alert> {
+/// Inserts an alert and returns it: `new` with its id and timestamps. A second alert with the
+/// same (source, fingerprint) is a `Conflict`.
+pub fn insert_alert(conn: &mut AnyConnection, new: NewAlert) -> Result<Alert> {
     let t = now();
     let started_at = naive(new.started_at);
     let ended_at = new.ended_at.map(naive);
@@ -313,16 +315,16 @@ pub fn insert_alert(conn: &mut AnyConnection, new: &NewAlert) -> Result<Alert> {
     )?;
     Ok(Alert {
         id,
-        fingerprint: new.fingerprint.clone(),
-        source: new.source.clone(),
-        name: new.name.clone(),
+        fingerprint: new.fingerprint,
+        source: new.source,
+        name: new.name,
         severity: new.severity,
         status: new.status,
-        description: new.description.clone(),
-        labels: new.labels.clone(),
-        annotations: new.annotations.clone(),
-        raw_payload: new.raw_payload.clone(),
-        trace_id: new.trace_id.clone(),
+        description: new.description,
+        labels: new.labels,
+        annotations: new.annotations,
+        raw_payload: new.raw_payload,
+        trace_id: new.trace_id,
         // As stored: microsecond precision.
         started_at: ts(started_at),
         ended_at: ended_at.map(ts),

@@ -648,7 +648,7 @@ impl Writer<'_, '_> {
         };
         let inc = insert_incident(
             self.conn,
-            &NewIncident {
+            NewIncident {
                 title,
                 severity: a.severity,
                 description: a.description.clone(),
@@ -779,7 +779,7 @@ impl Writer<'_, '_> {
         let now = chrono::Utc::now();
         let stored = insert_alert(
             self.conn,
-            &NewAlert {
+            NewAlert {
                 fingerprint: a.fingerprint.clone(),
                 source: self.source.to_owned(),
                 name: a.name.clone(),

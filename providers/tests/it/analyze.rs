@@ -19,7 +19,7 @@ async fn memory_incident(tocsin: &Tocsin) -> i64 {
         .write(|c| {
             let i = store::insert_incident(
                 c,
-                &NewIncident {
+                NewIncident {
                     title: "Disk space low on web-1".into(),
                     severity: Severity::Critical,
                     description: "filesystem nearly full".into(),
@@ -29,7 +29,7 @@ async fn memory_incident(tocsin: &Tocsin) -> i64 {
             )?;
             store::insert_alert(
                 c,
-                &NewAlert {
+                NewAlert {
                     fingerprint: "fp-1".into(),
                     source: "alertmanager".into(),
                     name: "HostPressure".into(),

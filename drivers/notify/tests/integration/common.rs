@@ -542,7 +542,7 @@ pub async fn stored_notification(t: &Tocsin) -> Notification {
         .write(|c| {
             tocsin_core::store::insert_incident(
                 c,
-                &tocsin_core::store::NewIncident {
+                tocsin_core::store::NewIncident {
                     title: "HighMemoryUsage on web-1".into(),
                     severity: Severity::Critical,
                     description: "Memory usage above 90% for 5 minutes".into(),

@@ -13,7 +13,7 @@ async fn seed_incident(t: &Tocsin) -> i64 {
         .write(|c| {
             let i = store::insert_incident(
                 c,
-                &NewIncident {
+                NewIncident {
                     title: "HighMemoryUsage on web-1".into(),
                     severity: Severity::Critical,
                     description: "Memory usage above 90%".into(),
@@ -23,7 +23,7 @@ async fn seed_incident(t: &Tocsin) -> i64 {
             )?;
             store::insert_alert(
                 c,
-                &NewAlert {
+                NewAlert {
                     fingerprint: "fp-1".into(),
                     source: "alertmanager".into(),
                     name: "HighMemoryUsage".into(),
@@ -259,7 +259,7 @@ async fn what_the_claim_read_ahead_is_used_only_for_its_own_incident() {
         .write(|c| {
             store::insert_incident(
                 c,
-                &NewIncident {
+                NewIncident {
                     title: "DiskFull on db-1".into(),
                     severity: Severity::Warning,
                     description: String::new(),
