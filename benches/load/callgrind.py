@@ -2,13 +2,16 @@
 """Instructions per alert from a callgrind dump, by crate: the report of benches/load/profile.sh.
 
     callgrind.py DUMP ALERTS [--top N] [--json OUT]
+    callgrind.py --compare OLD.json NEW.json
+
 
 Reads a callgrind output file (events `Ir`), attributes every instruction to the source file it
 came from, inlined code included (`fi=`/`fe=`: with one optimisation unit across the workspace
 most of diesel, serde and hyper is inlined into tocsin's functions, so the function a sample is
 in says less than the file its code came from), and the file to its crate. Prints the total and
 each crate's share per alert, then the functions with most instructions of their own; with
---json, writes the same figures.
+--json, writes the same figures. --compare sets two of benches/load/profile.sh's results side by
+side: each workload's instructions per alert, and the crates that moved most.
 
 Instruction counts do not vary from run to run the way rates do on a shared two-core machine,
 which makes them the figure to compare two builds by; they count user-space instructions only
@@ -17,6 +20,7 @@ which makes them the figure to compare two builds by; they count user-space inst
 
 import json
 import re
+import signal
 import sys
 from collections import defaultdict
 
@@ -133,8 +137,29 @@ def parse(path):
     return total if total is not None else counted, counted, by_crate, by_fn
 
 
+def compare(old_path, new_path, top=6):
+    """Prints each workload of two profile.sh results: per alert before and after, and the crates
+    whose count moved most."""
+    old, new = (json.load(open(p))["workloads"] for p in (old_path, new_path))
+    for name in [w for w in new if w in old]:
+        a, b = old[name], new[name]
+        change = (b["per_alert"] - a["per_alert"]) / a["per_alert"]
+        print(f"{name}: {a['per_alert']:,} -> {b['per_alert']:,} instructions per alert ({change:+.1%})")
+        crates = set(a["by_crate"]) | set(b["by_crate"])
+        moved = sorted(crates, key=lambda c: -abs(b["by_crate"].get(c, 0) - a["by_crate"].get(c, 0)))
+        for c in moved[:top]:
+            x, y = a["by_crate"].get(c, 0), b["by_crate"].get(c, 0)
+            if x != y:
+                print(f"  {c:<32} {x:>10,} -> {y:>10,} ({y - x:+,})")
+
+
 def main():
+    # Piped into `head`, stop quietly.
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     args = sys.argv[1:]
+    if args[:1] == ["--compare"] and len(args) == 3:
+        compare(args[1], args[2])
+        return
     top, out = 15, None
     if "--top" in args:
         i = args.index("--top")

@@ -2,7 +2,8 @@
 # Instructions per alert on tocsin's intake path, counted by callgrind (issue 8). See
 # docs/performance.md.
 #
-#   benches/load/profile.sh [--requests N] [--warmup N] [--only WORKLOADS] [--skip-build] [--keep]
+#   benches/load/profile.sh [--requests N] [--warmup N] [--only WORKLOADS] [--against OLD.json]
+#                           [--skip-build] [--keep]
 #
 # For each workload, on a new SQLite file: starts `tocsin serve --no-worker` under
 # `valgrind --tool=callgrind` with instrumentation off, sends --warmup requests (200; statements
@@ -14,6 +15,7 @@
 # default): distinct-1 (distinct alerts one per request), distinct-100 (100 per request), same
 # (one alert re-sent), ceiling (the re-sent alert to the HTTP ceiling,
 # benches/src/bin/http_ceiling.rs: tocsin's HTTP stack decoding the body and storing nothing).
+# --against an earlier profile.json (copied aside) prints each workload's change from it.
 #
 # Why: a rate on a shared two-core machine moves by a third between runs of the same build, so
 # two builds compared by rate need many alternated runs; instruction counts repeat to a fraction
@@ -30,13 +32,15 @@ WARMUP=200
 ONLY="distinct-1,distinct-100,same,ceiling"
 SKIP_BUILD=0
 KEEP=0
+AGAINST=""
 
-usage() { sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
     case "$1" in
         --requests) REQUESTS="$2"; shift ;;
         --warmup) WARMUP="$2"; shift ;;
         --only) ONLY="$2"; shift ;;
+        --against) AGAINST="$2"; shift ;;
         --skip-build) SKIP_BUILD=1 ;;
         --keep) KEEP=1 ;;
         -h|--help) usage; exit 0 ;;
@@ -156,3 +160,4 @@ json.dump({"commit": commit, "machine": {"cpu": cpu, "kernel": platform.release(
           open(out, "w"), indent=1)
 print(f"wrote {out}")
 EOF
+if [ -n "$AGAINST" ]; then python3 "$HERE/callgrind.py" --compare "$AGAINST" "$RESULTS"; fi
