@@ -38,3 +38,13 @@ wait_http() { # url name pid [seconds]: until the url answers 2xx (30 s unless g
     log "$2 did not answer $1 within $secs s"
     return 1
 }
+
+install_missing() { # package...: installs them with apt-get (through sudo unless root); nothing
+    # when none is given
+    [ $# -gt 0 ] || return 0
+    log "installing $*"
+    local sudo=""
+    [ "$(id -u)" = 0 ] || sudo="sudo"
+    $sudo apt-get update -q
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "$@"
+}

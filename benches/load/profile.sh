@@ -72,13 +72,7 @@ need=()
 command -v valgrind >/dev/null || need+=(valgrind)
 command -v wrk >/dev/null || need+=(wrk)
 command -v curl >/dev/null || need+=(curl)
-if [ ${#need[@]} -gt 0 ]; then
-    log "installing ${need[*]}"
-    SUDO=""
-    [ "$(id -u)" = 0 ] || SUDO="sudo"
-    $SUDO apt-get update -q
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${need[@]}"
-fi
+install_missing "${need[@]+"${need[@]}"}"
 if [ "$SKIP_BUILD" = 0 ]; then
     log "building tocsin and the HTTP ceiling (release)"
     (cd "$ROOT" && cargo build --release --bin tocsin &&

@@ -97,15 +97,9 @@ command -v wrk >/dev/null || need+=(wrk)
 command -v python3 >/dev/null || need+=(python3)
 command -v curl >/dev/null || need+=(curl)
 if [ -n "$PG_URL" ] && ! command -v psql >/dev/null; then need+=(postgresql-client); fi
-if [ ${#need[@]} -gt 0 ]; then
-    log "installing ${need[*]}"
-    SUDO=""
-    [ "$(id -u)" = 0 ] || SUDO="sudo"
-    $SUDO apt-get update -q
-    # The Debian package enables a systemd service; nothing starts it in a container, and on a
-    # systemd machine it listens on :9093, which this script does not use.
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${need[@]}"
-fi
+# Debian's prometheus-alertmanager enables a systemd service; nothing starts it in a container,
+# and on a systemd machine it listens on :9093, which this script does not use.
+install_missing "${need[@]+"${need[@]}"}"
 
 # ---- the disk ---------------------------------------------------------------------------------
 # How long the disk under the databases takes to make one written page durable (write 4 KiB, then
