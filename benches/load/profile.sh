@@ -79,8 +79,9 @@ if [ "$SKIP_BUILD" = 0 ]; then
         cargo build --release -p tocsin-benches --bin http_ceiling)
 fi
 
-send() { # url mode batch prefix requests first: that many requests over one connection, the
-    # distinct alerts numbered from first, then stop
+SERVER_PID=""
+send() { # url mode batch prefix requests first: that many requests over one connection to the
+    # server SERVER_PID, the distinct alerts numbered from first, then stop
     local url="$1" mode="$2" batch="$3" prefix="$4" n="$5" first="$6" done_dir="$WORK/done-$4" out="$WORK/wrk-$4.json"
     mkdir -p "$done_dir"
     env LOAD_FORMAT=tocsin LOAD_MODE="$mode" LOAD_BATCH="$batch" LOAD_PREFIX="$prefix" \
@@ -91,6 +92,7 @@ send() { # url mode batch prefix requests first: that many requests over one con
     # wrk sleeps for its whole -d once its thread has sent its share; SIGINT makes it report
     until [ -e "$done_dir/0" ]; do
         kill -0 "$pid" 2>/dev/null || { log "wrk ended early: $(cat "$out.txt")"; return 1; }
+        kill -0 "$SERVER_PID" 2>/dev/null || { log "the server exited: see $WORK"; KEEP=1; return 1; }
         sleep 0.2
     done
     stop_pid "$pid" INT
@@ -123,6 +125,7 @@ profile() { # workload
         "${server[@]}" >"$dir/server.log" 2>&1 &
     pid=$!
     PIDS+=("$pid")
+    SERVER_PID=$pid
     wait_http "$url/healthz" "${server[0]##*/} under callgrind" "$pid" 300
     send "$url/alerts/webhook/alertmanager/" "$mode" "$batch" "warm-$workload" "$WARMUP" 0
     callgrind_control --instr=on "$pid" >/dev/null
