@@ -106,19 +106,19 @@ EOF
 }
 
 profile() { # workload
-    local workload="$1" mode batch requests dir port pid url server=("$TOCSIN" serve --no-worker)
+    local workload="$1" mode batch requests dir pid port url server
+    port=$(free_port)
+    url="http://127.0.0.1:$port"
+    server=("$TOCSIN" serve --no-worker)
     case "$workload" in
         distinct-1) mode=distinct; batch=1; requests="$REQUESTS" ;;
         distinct-100) mode=distinct; batch=100; requests=$(((REQUESTS + 9) / 10)) ;;
         same) mode=same; batch=1; requests="$REQUESTS" ;;
-        ceiling) mode=same; batch=1; requests="$REQUESTS"; server=("$CEILING" --bind "127.0.0.1:0") ;;
+        ceiling) mode=same; batch=1; requests="$REQUESTS"; server=("$CEILING" --bind "127.0.0.1:$port") ;;
         *) log "unknown workload $workload"; return 2 ;;
     esac
     dir="$WORK/$workload"
     mkdir -p "$dir"
-    port=$(free_port)
-    url="http://127.0.0.1:$port"
-    [ "$workload" = ceiling ] && server[2]="127.0.0.1:$port"
     log "$workload: ${server[0]##*/} under callgrind on $url"
     TOCSIN_DATABASE_URL="sqlite://$dir/tocsin.db" TOCSIN_BIND="127.0.0.1:$port" RUST_LOG=warn \
         valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$dir/callgrind.out" \

@@ -215,7 +215,7 @@ def main():
             # the reader of a miss should see which kind it is.
             backend = {"tocsin_sqlite": "sqlite", "tocsin_postgres": "postgres"}.get(t)
             line = res.get("storage_floor", {}).get(backend, {}).get("lines", {}).get(wname)
-            over = line and line["floor_over_left"]
+            over = line.get("floor_over_left") if line else None
             bound = got < want and line is not None and (over is None or over >= 1)
             tg.append({"target": f"{wname} {t}: alerts/s >= {want} x Alertmanager",
                        "measured": got, "met": got >= want,
