@@ -1,8 +1,7 @@
 //! API-key authentication: keys from `TOCSIN_API_KEYS`, compared in constant time.
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::StatusCode;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -41,38 +40,34 @@ pub(crate) fn is_console_path(path: &str) -> bool {
     path == "/admin" || path.starts_with("/admin/")
 }
 
-/// Rejects requests without a valid key when keys are configured. The console's paths are left
-/// to the console, which requires its session cookie instead.
-pub(crate) async fn require_api_key(
-    State(state): State<AppState>,
-    req: Request,
-    next: Next,
-) -> Response {
+/// Refuses a request without a valid key when keys are configured (the answer is the `Err`).
+/// The console's paths are left to the console, which requires its session cookie instead.
+pub(crate) fn check_api_key(state: &AppState, req: &Request) -> Result<(), Response> {
     let keys = &state.tocsin.config().api_keys;
     if keys.is_empty() || req.uri().path() == "/healthz" || is_console_path(req.uri().path()) {
-        return next.run(req).await;
+        return Ok(());
     }
-    let Some(given) = presented_key(&req) else {
-        return ApiError::new(
+    let Some(given) = presented_key(req) else {
+        return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
             "an API key is required (Authorization: Bearer KEY or X-API-Key)",
         )
-        .into_response();
+        .into_response());
     };
     match find_key(keys, given) {
-        None => ApiError::new(
+        None => Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
             "the API key is not valid",
         )
-        .into_response(),
-        Some(k) if !k.allows(req.uri().path()) => ApiError::new(
+        .into_response()),
+        Some(k) if !k.allows(req.uri().path()) => Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",
             format!("this API key may not call {}", req.uri().path()),
         )
-        .into_response(),
-        Some(_) => next.run(req).await,
+        .into_response()),
+        Some(_) => Ok(()),
     }
 }

@@ -94,6 +94,13 @@ pub trait Ingestor: Send + Sync {
     /// [`ErrorKind::InvalidInput`] error that names the field.
     fn parse(&self, body: &Value) -> Result<ParsedPayload>;
 
+    /// [`Ingestor::parse`] of a body its caller no longer needs (the webhook path): a driver may
+    /// move the body's values into its alerts (each alert's `raw_payload`, the labels it keeps)
+    /// instead of copying them. It must answer exactly as `parse` does; the default calls it.
+    fn parse_owned(&self, body: Value) -> Result<ParsedPayload> {
+        self.parse(&body)
+    }
+
     /// Verifies the sender's signature over the raw body, when a shared secret is configured.
     fn verify_signature(
         &self,

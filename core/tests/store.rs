@@ -69,9 +69,9 @@ async fn incidents_and_alerts_round_trip_with_typed_fields() {
 
 #[tokio::test]
 async fn an_alert_state_is_the_stored_alert_s_compared_fields_and_none_for_an_unknown_identity() {
-    use store::ingest::{AlertState, find_alert_state};
+    use store::ingest::{AlertMatch, AlertState, find_alert_match, find_alert_state};
     for db in testing::all().await {
-        let (a, state, other_source, unknown) = db
+        let ((a, state, other_source, unknown), (matched, match_other, match_unknown)) = db
             .store
             .write(|c| {
                 let inc = store::insert_incident(c, incident("HighMemory", Severity::Critical))?;
@@ -83,7 +83,12 @@ async fn an_alert_state_is_the_stored_alert_s_compared_fields_and_none_for_an_un
                 let state = find_alert_state(c, "alertmanager", "fp-state")?;
                 let other_source = find_alert_state(c, "grafana", "fp-state")?;
                 let unknown = find_alert_state(c, "alertmanager", "fp-none")?;
-                Ok((a, state, other_source, unknown))
+                let matches = (
+                    find_alert_match(c, "alertmanager", "fp-state")?,
+                    find_alert_match(c, "grafana", "fp-state")?,
+                    find_alert_match(c, "alertmanager", "fp-none")?,
+                );
+                Ok(((a, state, other_source, unknown), matches))
             })
             .await
             .unwrap();
@@ -99,6 +104,19 @@ async fn an_alert_state_is_the_stored_alert_s_compared_fields_and_none_for_an_un
             incident_id: a.incident_id,
         };
         assert_eq!(state, Some(expected), "{}", db.label);
+        // The re-send's read: the same fields, labels and annotations as the text a re-send's
+        // own maps serialise to.
+        let expected = AlertMatch {
+            id: a.id,
+            severity: Severity::Warning,
+            status: AlertStatus::Resolved,
+            description: a.description.clone(),
+            labels_json: r#"{"instance":"web-1"}"#.to_owned(),
+            annotations_json: r#"{"summary":"disk full"}"#.to_owned(),
+            incident_id: a.incident_id,
+        };
+        assert_eq!(matched, Some(expected), "{}", db.label);
+        assert_eq!((match_other, match_unknown), (None, None), "{}", db.label);
         let state = state.unwrap();
         assert_eq!(state.status, AlertStatus::Resolved, "{}", db.label);
         assert_eq!(

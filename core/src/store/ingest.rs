@@ -8,7 +8,7 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 
-use super::rows::{AlertRow, AlertStateRow, IncidentRow};
+use super::rows::{AlertMatchRow, AlertRow, AlertStateRow, IncidentRow};
 use super::schema::{alerts, incidents};
 use super::update::Update;
 use super::{AnyConnection, json_from, json_to, now, ts};
@@ -102,6 +102,62 @@ pub fn find_alert_state(
         .get_result::<AlertStateRow>(c)
         .optional())?
     .map(TryInto::try_into)
+    .transpose()
+}
+
+/// A stored alert as the answer to an identical re-send needs it, read without decoding: the
+/// labels and annotations stay the JSON text they were stored as ([`json_to`] of the maps, whose
+/// keys are sorted), so a re-send compares its own maps' text with them.
+///
+/// # Why not [`AlertState`]
+/// On the dedupe path the read is most of tocsin's storage work, and decoding two JSON maps and
+/// two timestamps was half of it (issue 8). Text that differs while the maps are equal (a row
+/// written by another tool) only sends the re-send down the write path, which compares decoded
+/// maps: slower, never wrong.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertMatch {
+    /// Primary key.
+    pub id: i64,
+    /// Severity.
+    pub severity: Severity,
+    /// Status.
+    pub status: AlertStatus,
+    /// Description.
+    pub description: String,
+    /// Labels, as stored (JSON text).
+    pub labels_json: String,
+    /// Annotations, as stored (JSON text).
+    pub annotations_json: String,
+    /// The incident that groups it.
+    pub incident_id: Option<i64>,
+}
+
+/// The [`AlertMatch`] of the alert with this identity, if any.
+pub fn find_alert_match(
+    conn: &mut AnyConnection,
+    source: &str,
+    fingerprint: &str,
+) -> Result<Option<AlertMatch>> {
+    let row = super::direct!(conn, |c| alerts::table
+        .filter(
+            alerts::source
+                .eq(source)
+                .and(alerts::fingerprint.eq(fingerprint)),
+        )
+        .select(AlertMatchRow::as_select())
+        .get_result::<AlertMatchRow>(c)
+        .optional())?;
+    row.map(|r| {
+        Ok(AlertMatch {
+            id: r.id,
+            severity: r.severity.parse()?,
+            status: r.status.parse()?,
+            description: r.description,
+            labels_json: r.labels,
+            annotations_json: r.annotations,
+            incident_id: r.incident_id,
+        })
+    })
     .transpose()
 }
 

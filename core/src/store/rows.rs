@@ -116,6 +116,20 @@ pub struct AlertStateRow {
     pub incident_id: Option<i64>,
 }
 
+/// The columns of an `alerts` row that decide whether a re-send changes it, labels and
+/// annotations as their stored text ([`super::ingest::AlertMatch`]).
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = alerts)]
+pub struct AlertMatchRow {
+    pub id: i64,
+    pub severity: String,
+    pub status: String,
+    pub description: String,
+    pub labels: String,
+    pub annotations: String,
+    pub incident_id: Option<i64>,
+}
+
 /// A `alert_history` row.
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = alert_history)]

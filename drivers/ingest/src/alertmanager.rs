@@ -40,6 +40,10 @@ impl Ingestor for Alertmanager {
     }
 
     fn parse(&self, body: &Value) -> Result<ParsedPayload> {
+        crate::prometheus::parse_group(NAME, body.clone())
+    }
+
+    fn parse_owned(&self, body: Value) -> Result<ParsedPayload> {
         crate::prometheus::parse_group(NAME, body)
     }
 }

@@ -8,6 +8,7 @@
 use std::fmt;
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::map::Entry;
 use serde_json::{Map, Value};
 use tocsin_core::{Error, ErrorKind, Result};
 
@@ -133,12 +134,17 @@ impl<'de> Visitor<'de> for StrictVisitor {
         let mut out = Map::new();
         while let Some(key) = map.next_key::<String>()? {
             no_nul(&key)?;
-            if out.contains_key(&key) {
-                let shown: String = key.chars().take(60).collect();
-                return Err(de::Error::custom(format!("duplicate key {shown:?}")));
+            // One search of the map per key: the entry found is where the value goes.
+            match out.entry(key) {
+                Entry::Occupied(e) => {
+                    let shown: String = e.key().chars().take(60).collect();
+                    return Err(de::Error::custom(format!("duplicate key {shown:?}")));
+                }
+                Entry::Vacant(e) => {
+                    let Strict(v) = map.next_value()?;
+                    e.insert(v);
+                }
             }
-            let Strict(v) = map.next_value()?;
-            out.insert(key, v);
         }
         Ok(Value::Object(out))
     }

@@ -18,12 +18,22 @@ pub(crate) fn invalid(driver: &str, message: impl std::fmt::Display) -> Error {
 
 /// The body as an object, or an error naming the driver.
 pub(crate) fn object<'a>(driver: &str, body: &'a Value) -> Result<&'a Map<String, Value>> {
-    body.as_object().ok_or_else(|| {
-        invalid(
-            driver,
-            format!("expected a JSON object, got {}", kind(body)),
-        )
-    })
+    body.as_object().ok_or_else(|| not_object(driver, body))
+}
+
+/// The body as an owned object, with [`object`]'s error.
+pub(crate) fn into_object(driver: &str, body: Value) -> Result<Map<String, Value>> {
+    match body {
+        Value::Object(map) => Ok(map),
+        other => Err(not_object(driver, &other)),
+    }
+}
+
+fn not_object(driver: &str, body: &Value) -> Error {
+    invalid(
+        driver,
+        format!("expected a JSON object, got {}", kind(body)),
+    )
 }
 
 /// The JSON type of a value, for messages.

@@ -62,12 +62,25 @@ impl Ingestor for Grafana {
     }
 
     fn parse(&self, body: &Value) -> Result<ParsedPayload> {
-        if body.get("evalMatches").is_some() && body.get("alerts").is_none() {
+        if is_legacy_body(body) {
             parse_legacy(body)
+        } else {
+            crate::prometheus::parse_group(NAME, body.clone())
+        }
+    }
+
+    fn parse_owned(&self, body: Value) -> Result<ParsedPayload> {
+        if is_legacy_body(&body) {
+            parse_legacy(&body)
         } else {
             crate::prometheus::parse_group(NAME, body)
         }
     }
+}
+
+/// A legacy (pre-unified) alert: evaluation matches and no `alerts` list.
+fn is_legacy_body(body: &Value) -> bool {
+    body.get("evalMatches").is_some() && body.get("alerts").is_none()
 }
 
 fn parse_legacy(body: &Value) -> Result<ParsedPayload> {

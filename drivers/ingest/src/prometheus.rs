@@ -8,7 +8,7 @@ use tocsin_core::Result;
 use tocsin_core::domain::{AlertStatus, Severity};
 use tocsin_core::plugin::{NormalizedAlert, ParsedPayload};
 
-use crate::common::{Fields, fallback_fingerprint, invalid, severity_word};
+use crate::common::{Fields, fallback_fingerprint, into_object, invalid, severity_word};
 
 /// Extra string fields of an alert copied into annotations (Grafana's links and values).
 const EXTRA_ANNOTATIONS: &[(&str, &str)] = &[
@@ -20,35 +20,54 @@ const EXTRA_ANNOTATIONS: &[(&str, &str)] = &[
     ("valueString", "value_string"),
 ];
 
-/// Parses the `alerts` list and the payload-level facts of an Alertmanager-shaped body.
-pub(crate) fn parse_group(driver: &'static str, body: &Value) -> Result<ParsedPayload> {
-    let f = Fields::root(driver, body)?;
-    let list = f.array("alerts")?;
-    let mut meta = Map::new();
-    for key in [
-        "receiver",
-        "status",
-        "groupKey",
-        "externalURL",
-        "version",
-        "truncatedAlerts",
-        "orgId",
-        "title",
-        "state",
-        "message",
-    ] {
-        if let Some(v) = f.get(key) {
-            meta.insert(key.to_owned(), v.clone());
-        }
+/// Payload-level facts kept as they are sent.
+const META_VALUES: &[&str] = &[
+    "receiver",
+    "status",
+    "groupKey",
+    "externalURL",
+    "version",
+    "truncatedAlerts",
+    "orgId",
+    "title",
+    "state",
+    "message",
+];
+
+/// Payload-level facts that must be objects when sent.
+const META_OBJECTS: &[&str] = &["groupLabels", "commonLabels", "commonAnnotations"];
+
+/// Parses the `alerts` list and the payload-level facts of an Alertmanager-shaped body. The body
+/// is taken whole so that its values move into the alerts and facts rather than being copied.
+pub(crate) fn parse_group(driver: &'static str, body: Value) -> Result<ParsedPayload> {
+    let map = into_object(driver, body)?;
+    // Every check first, in the order the fields are read, so the first fault is the one named.
+    let f = Fields {
+        driver,
+        path: String::new(),
+        map: &map,
+    };
+    f.array("alerts")?;
+    for key in META_OBJECTS {
+        f.opt_obj(key)?;
     }
-    for key in ["groupLabels", "commonLabels", "commonAnnotations"] {
-        if let Some(v) = f.opt_obj(key)? {
-            meta.insert(key.to_owned(), Value::Object(v.map.clone()));
+    // One pass over the body's keys, in order: each kept value and its key move as they are.
+    let mut list = Vec::new();
+    let mut meta = Map::new();
+    for (key, v) in map {
+        if key == "alerts"
+            && let Value::Array(a) = v
+        {
+            list = a;
+        } else if !v.is_null()
+            && (META_VALUES.contains(&key.as_str()) || META_OBJECTS.contains(&key.as_str()))
+        {
+            meta.insert(key, v);
         }
     }
     let mut alerts = Vec::with_capacity(list.len());
-    for (i, raw) in list.iter().enumerate() {
-        alerts.push(parse_alert(driver, &format!("alerts[{i}]"), raw)?);
+    for (i, raw) in list.into_iter().enumerate() {
+        alerts.push(parse_alert(driver, i, raw)?);
     }
     let empty_reason = alerts
         .is_empty()
@@ -60,13 +79,14 @@ pub(crate) fn parse_group(driver: &'static str, body: &Value) -> Result<ParsedPa
     })
 }
 
-/// One alert object.
+/// Alert `index` of the `alerts` list, moved into the alert's `raw_payload`.
 pub(crate) fn parse_alert(
     driver: &'static str,
-    path: &str,
-    raw: &Value,
+    index: usize,
+    raw: Value,
 ) -> Result<NormalizedAlert> {
-    let a = Fields::element(driver, path.to_owned(), raw)?;
+    let a = Fields::element(driver, format!("alerts[{index}]"), &raw)?;
+    let path = a.path.as_str();
     let status = match a.str("status")? {
         "firing" => AlertStatus::Firing,
         "resolved" => AlertStatus::Resolved,
@@ -111,6 +131,7 @@ pub(crate) fn parse_alert(
         Some(f) => f.to_owned(),
         None => fallback_fingerprint(driver, &name, &labels),
     };
+    drop(a);
     Ok(NormalizedAlert {
         fingerprint,
         name,
@@ -121,7 +142,7 @@ pub(crate) fn parse_alert(
         annotations,
         started_at,
         ended_at,
-        raw_payload: raw.clone(),
+        raw_payload: raw,
         acknowledged: false,
     })
 }

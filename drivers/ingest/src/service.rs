@@ -38,12 +38,13 @@ use tocsin_core::domain::{
 };
 use tocsin_core::plugin::{Headers, NormalizedAlert};
 use tocsin_core::store::ingest::{
-    AlertState, AlertUpdate, count_firing_alerts, find_active_incident_by_group, find_alert_state,
-    set_incident_severity, touch_alert, touch_incident, update_alert,
+    AlertMatch, AlertState, AlertUpdate, count_firing_alerts, find_active_incident_by_group,
+    find_alert_match, find_alert_state, set_incident_severity, touch_alert, touch_incident,
+    update_alert,
 };
 use tocsin_core::store::{
     AnyConnection, NewAlert, NewIncident, add_alert_history, add_incident_event, get_incident,
-    insert_alert, insert_incident, set_incident_status,
+    insert_alert, insert_incident, json_to, set_incident_status,
 };
 use tocsin_core::{Error, ErrorKind, Result, Secret, Tocsin};
 
@@ -325,7 +326,7 @@ pub async fn ingest_with_secrets(
     if let (Some(secret), Some(raw)) = (secrets.get(descriptor.name), raw.as_deref()) {
         driver.verify_signature(raw, &req.headers, secret)?;
     }
-    let parsed = driver.parse(&body)?;
+    let parsed = driver.parse_owned(body)?;
     if parsed.alerts.is_empty() {
         let Some(reason) = parsed.empty_reason else {
             return Err(Error::new(
@@ -487,8 +488,8 @@ async fn unchanged_resend(
     let compare = move |conn: &mut AnyConnection| {
         let mut states = Vec::with_capacity(list.len());
         for a in list.iter() {
-            match find_alert_state(conn, &src, &a.fingerprint)? {
-                Some(old) if identical(&old, a) => states.push(old),
+            match find_alert_match(conn, &src, &a.fingerprint)? {
+                Some(old) if identical_to_stored(&old, a)? => states.push(old),
                 _ => return Ok(None),
             }
         }
@@ -564,16 +565,33 @@ pub fn group_key(name: &str, labels: &Labels) -> String {
 /// (a resolution keeps the severity it fired with), description, labels and annotations, and no
 /// acknowledgement to pass on. Such a re-send changes nothing but the alert's `updated_at`.
 fn identical(old: &AlertState, a: &NormalizedAlert) -> bool {
-    let severity = match a.status {
-        AlertStatus::Resolved => old.severity,
-        AlertStatus::Firing => a.severity,
-    };
-    old.status == a.status
-        && severity == old.severity
-        && !(a.acknowledged && a.status == AlertStatus::Firing)
-        && a.description == old.description
+    same_outline(old.status, old.severity, &old.description, a)
         && a.labels == old.labels
         && a.annotations == old.annotations
+}
+
+/// [`identical`] against the stored text of the labels and annotations ([`AlertMatch`]).
+fn identical_to_stored(old: &AlertMatch, a: &NormalizedAlert) -> Result<bool> {
+    Ok(same_outline(old.status, old.severity, &old.description, a)
+        && json_to(&a.labels)? == old.labels_json
+        && json_to(&a.annotations)? == old.annotations_json)
+}
+
+/// The comparison's part that is not labels or annotations.
+fn same_outline(
+    status: AlertStatus,
+    severity: Severity,
+    description: &str,
+    a: &NormalizedAlert,
+) -> bool {
+    let sent = match a.status {
+        AlertStatus::Resolved => severity,
+        AlertStatus::Firing => a.severity,
+    };
+    status == a.status
+        && sent == severity
+        && !(a.acknowledged && a.status == AlertStatus::Firing)
+        && a.description == description
 }
 
 fn active(s: IncidentStatus) -> bool {

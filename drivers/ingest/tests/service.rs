@@ -239,6 +239,54 @@ async fn a_resend_is_compared_with_what_another_process_stored_since() {
 }
 
 #[tokio::test]
+async fn a_resend_is_unchanged_when_its_stored_labels_are_the_same_map_in_other_text() {
+    use diesel::connection::SimpleConnection;
+    for db in testing::all().await {
+        let t = tocsin(&db);
+        let body = json!({"name": "Disk", "fingerprint": "d1", "severity": "warning",
+            "labels": {"host": "h1", "mount": "/"}, "annotations": {"summary": "full"}});
+        let id = generic(&t, body.clone()).await.alerts[0].id;
+        // Another tool rewrote the row: the same maps, other spacing and key order. The re-send's
+        // read compares text, finds it different, and the write path's decoded comparison
+        // decides: nothing changed.
+        t.store()
+            .write(move |c| {
+                c.batch_execute(&format!(
+                    "UPDATE alerts SET labels = '{{ \"mount\": \"/\", \"host\": \"h1\" }}', \
+                     annotations = '{{\"summary\" : \"full\"}}' WHERE id = {id}"
+                ))?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let again = generic(&t, body.clone()).await;
+        assert_eq!(
+            (again.unchanged, again.alerts[0].outcome),
+            (1, AlertOutcome::Unchanged),
+            "{}",
+            db.label
+        );
+        assert_eq!(history(&t, id).await, vec!["created"], "{}", db.label);
+        // A label that did change is one, whichever way the row is written.
+        let mut moved = body;
+        moved["labels"]["mount"] = "/var".into();
+        let changed = generic(&t, moved).await;
+        assert_eq!(
+            changed.alerts[0].outcome,
+            AlertOutcome::Updated,
+            "{}",
+            db.label
+        );
+        assert_eq!(
+            history(&t, id).await,
+            vec!["created", "labels_changed"],
+            "{}",
+            db.label
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_late_stamp_never_moves_updated_at_back_and_an_identical_resend_runs_no_hook() {
     for db in testing::all().await {
         let t = tocsin(&db);
