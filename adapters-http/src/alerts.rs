@@ -10,6 +10,8 @@
 //! [`WebhookSecrets`] extension of the state, else from `TOCSIN_WEBHOOK_SECRET_<DRIVER>`; a
 //! [`HookFactory`] extension, when present, supplies the hook that runs in the write transaction.
 
+use std::borrow::Cow;
+
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -37,10 +39,12 @@ pub(crate) fn routes() -> Router<AppState> {
         )
 }
 
-fn secrets(state: &AppState) -> WebhookSecrets {
-    state
-        .extension::<WebhookSecrets>()
-        .unwrap_or_else(WebhookSecrets::from_env)
+/// The state's secrets (borrowed: a request does not copy them), else the environment's.
+fn secrets(state: &AppState) -> Cow<'_, WebhookSecrets> {
+    match state.extensions.get::<WebhookSecrets>() {
+        Some(s) => Cow::Borrowed(s),
+        None => Cow::Owned(WebhookSecrets::from_env()),
+    }
 }
 
 async fn ready_any(State(state): State<AppState>) -> Response {
@@ -119,14 +123,20 @@ async fn receive(
         // An unknown driver is a 404 whatever the body holds.
         state.tocsin.plugins().ingestors.get(d)?;
     }
+    let secrets = secrets(&state);
     let req = IngestRequest {
         driver,
         body: IngestBody::Raw(bytes.to_vec()),
-        headers: lowercase_headers(&headers),
+        // Only a signature reads them.
+        headers: if secrets.is_empty() {
+            Headers::new()
+        } else {
+            lowercase_headers(&headers)
+        },
         trace_id: trace.map(|Extension(TraceId(t))| t),
     };
     let hook = state.extension::<HookFactory>().map(|f| (f.0)());
-    let outcome = service::ingest_with_secrets(&state.tocsin, req, hook, &secrets(&state))
+    let outcome = service::ingest_with_secrets(&state.tocsin, req, hook, &secrets)
         .await
         .map_err(|e| {
             if tocsin_ingest::signature::is_signature_failure(&e) {

@@ -26,16 +26,17 @@ pub fn decode(raw: &[u8]) -> Result<Value> {
             "malformed JSON: the body starts with a byte order mark (BOM); send plain UTF-8",
         ));
     }
-    if let Err(e) = std::str::from_utf8(raw) {
-        return Err(Error::invalid_input(format!(
+    let text = std::str::from_utf8(raw).map_err(|e| {
+        Error::invalid_input(format!(
             "malformed JSON: the body is not valid UTF-8 (at byte {})",
             e.valid_up_to()
-        )));
-    }
-    if raw.iter().all(u8::is_ascii_whitespace) {
+        ))
+    })?;
+    if text.bytes().all(|b| b.is_ascii_whitespace()) {
         return Err(Error::invalid_input("malformed JSON: the body is empty"));
     }
-    let mut de = serde_json::Deserializer::from_slice(raw);
+    // From the checked text: reading from bytes would check each string's UTF-8 once more.
+    let mut de = serde_json::Deserializer::from_str(text);
     let value = Strict::deserialize(&mut de)
         .map_err(|e| Error::invalid_input(format!("malformed JSON: {e}")))?
         .0;

@@ -286,6 +286,11 @@ impl WebhookSecrets {
     pub fn get(&self, driver: &str) -> Option<&Secret> {
         self.0.get(driver)
     }
+
+    /// Whether no secret is configured: no request's signature is checked.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 /// Parses a webhook (detecting the driver unless named), verifies its signature when the
