@@ -118,13 +118,19 @@ impl<'a> Fields<'a> {
 
     /// An object field; absent or null is `None`.
     pub fn opt_obj(&self, key: &str) -> Result<Option<Fields<'a>>> {
+        Ok(self.opt_map(key)?.map(|map| Fields {
+            driver: self.driver,
+            path: self.at(key),
+            map,
+        }))
+    }
+
+    /// An object field's map, without the [`Fields`] of [`Fields::opt_obj`] (whose path is a
+    /// string built for each call, used only by an error); absent or null is `None`.
+    pub fn opt_map(&self, key: &str) -> Result<Option<&'a Map<String, Value>>> {
         match self.get(key) {
             None => Ok(None),
-            Some(Value::Object(m)) => Ok(Some(Fields {
-                driver: self.driver,
-                path: self.at(key),
-                map: m,
-            })),
+            Some(Value::Object(m)) => Ok(Some(m)),
             Some(other) => Err(self.wrong(key, "an object", other)),
         }
     }
@@ -152,17 +158,17 @@ impl<'a> Fields<'a> {
 
     /// An object of string values (labels, annotations); numbers and booleans are turned into text.
     pub fn string_map(&self, key: &str) -> Result<Labels> {
-        let Some(f) = self.opt_obj(key)? else {
+        let Some(map) = self.opt_map(key)? else {
             return Ok(Labels::new());
         };
         let mut out = Labels::new();
-        for (k, v) in f.map {
+        for (k, v) in map {
             let text = match v {
                 Value::String(s) => s.clone(),
                 Value::Number(n) => n.to_string(),
                 Value::Bool(b) => b.to_string(),
                 Value::Null => continue,
-                other => return Err(f.wrong(k, "a string", other)),
+                other => return Err(self.wrong(&format!("{key}.{k}"), "a string", other)),
             };
             out.insert(k.clone(), text);
         }
@@ -430,6 +436,34 @@ mod tests {
             parse_time(&json!("2024.01.02 03:04:05")),
             TimeValue::Time(want)
         );
+    }
+
+    #[test]
+    fn a_field_error_names_the_whole_path() {
+        let body = json!({"alerts": [{"labels": {"a": "x", "b": [1]}, "annotations": 3}]});
+        let root = Fields::root("am", &body).unwrap();
+        let alert = Fields::element(
+            "am",
+            "alerts[0]".to_owned(),
+            &root.array("alerts").unwrap()[0],
+        )
+        .unwrap();
+        let msg = |e: Error| e.message().to_owned();
+        assert_eq!(
+            msg(alert.string_map("labels").unwrap_err()),
+            "am: field `alerts[0].labels.b` must be a string, got an array"
+        );
+        assert_eq!(
+            msg(alert.opt_map("annotations").unwrap_err()),
+            "am: field `alerts[0].annotations` must be an object, got a number"
+        );
+        let labels = alert.opt_obj("labels").unwrap().unwrap();
+        assert_eq!(labels.path, "alerts[0].labels");
+        assert_eq!(
+            msg(labels.str("c").unwrap_err()),
+            "am: missing field `alerts[0].labels.c`"
+        );
+        assert!(alert.opt_map("missing").unwrap().is_none());
     }
 
     #[test]

@@ -49,7 +49,7 @@ pub(crate) fn parse_group(driver: &'static str, body: Value) -> Result<ParsedPay
     };
     f.array("alerts")?;
     for key in META_OBJECTS {
-        f.opt_obj(key)?;
+        f.opt_map(key)?;
     }
     // One pass over the body's keys, in order: each kept value and its key move as they are.
     let mut list = Vec::new();
