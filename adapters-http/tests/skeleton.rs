@@ -91,6 +91,15 @@ async fn api_keys_guard_every_route_but_healthz() {
     let (status, _) = call(&app, ok).await;
     assert_ne!(status, StatusCode::UNAUTHORIZED);
     assert_ne!(status, StatusCode::FORBIDDEN);
+
+    // A refusal is answered inside the request's context: it echoes the trace id too.
+    let traced = Request::get("/orchestration/pipelines/")
+        .header("x-trace-id", "refused-1")
+        .body(Body::empty())
+        .unwrap();
+    let res = app.clone().oneshot(traced).await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(res.headers()["x-trace-id"], "refused-1");
 }
 
 #[tokio::test]
