@@ -40,34 +40,41 @@ pub(crate) fn is_console_path(path: &str) -> bool {
     path == "/admin" || path.starts_with("/admin/")
 }
 
-/// Refuses a request without a valid key when keys are configured (the answer is the `Err`).
-/// The console's paths are left to the console, which requires its session cookie instead.
-pub(crate) fn check_api_key(state: &AppState, req: &Request) -> Result<(), Response> {
+/// The answer refusing a request without a valid key when keys are configured; `None` lets it
+/// through. The console's paths are left to the console, which requires its session cookie
+/// instead.
+pub(crate) fn refusal(state: &AppState, req: &Request) -> Option<Response> {
     let keys = &state.tocsin.config().api_keys;
     if keys.is_empty() || req.uri().path() == "/healthz" || is_console_path(req.uri().path()) {
-        return Ok(());
+        return None;
     }
     let Some(given) = presented_key(req) else {
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "an API key is required (Authorization: Bearer KEY or X-API-Key)",
-        )
-        .into_response());
+        return Some(
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "an API key is required (Authorization: Bearer KEY or X-API-Key)",
+            )
+            .into_response(),
+        );
     };
     match find_key(keys, given) {
-        None => Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "the API key is not valid",
-        )
-        .into_response()),
-        Some(k) if !k.allows(req.uri().path()) => Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            format!("this API key may not call {}", req.uri().path()),
-        )
-        .into_response()),
-        Some(_) => Ok(()),
+        None => Some(
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "the API key is not valid",
+            )
+            .into_response(),
+        ),
+        Some(k) if !k.allows(req.uri().path()) => Some(
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("this API key may not call {}", req.uri().path()),
+            )
+            .into_response(),
+        ),
+        Some(_) => None,
     }
 }

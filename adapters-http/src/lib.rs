@@ -175,9 +175,9 @@ async fn request_context(State(state): State<AppState>, mut req: Request, next: 
     let span = tracing::info_span!("request", trace_id = %id, method = %req.method(), path = %req.uri().path());
     req.extensions_mut().insert(TraceId(id));
     let run = async move {
-        match auth::check_api_key(&state, &req) {
-            Ok(()) => next.run(req).await,
-            Err(refused) => refused,
+        match auth::refusal(&state, &req) {
+            None => next.run(req).await,
+            Some(refused) => refused,
         }
     };
     let mut res = tracing::Instrument::instrument(run, span).await;
