@@ -19,6 +19,10 @@ stop_pid() { # pid [signal] [seconds]: stop one process we started and wait for 
     wait "$pid" 2>/dev/null || true
     forget_pid "$pid"
 }
+stop_all() { # [seconds]: stop every process we started (SIGTERM, SIGKILL after the seconds)
+    local p
+    for p in "${PIDS[@]+"${PIDS[@]}"}"; do stop_pid "$p" TERM "${1:-15}"; done
+}
 forget_pid() { # a pid we started that has ended
     local keep=() p
     for p in "${PIDS[@]+"${PIDS[@]}"}"; do [ "$p" = "$1" ] || keep+=("$p"); done
@@ -47,4 +51,9 @@ install_missing() { # package...: installs them with apt-get (through sudo unles
     [ "$(id -u)" = 0 ] || sudo="sudo"
     $sudo apt-get update -q
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "$@"
+}
+install_commands() { # command...: installs the missing ones, each from the package of its name
+    local need=() c
+    for c in "$@"; do command -v "$c" >/dev/null || need+=("$c"); done
+    install_missing "${need[@]+"${need[@]}"}"
 }

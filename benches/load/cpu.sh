@@ -57,18 +57,15 @@ WORK="$(mktemp -d "${TMPDIR:-/tmp}/tocsin-cpu.XXXXXX")"
 # shellcheck source=benches/load/common.sh
 . "$HERE/common.sh"
 cleanup() {
-    local rc=$? p
-    for p in "${PIDS[@]+"${PIDS[@]}"}"; do stop_pid "$p" TERM 30; done
+    local rc=$?
+    stop_all 30
     rm -rf "$WORK"
     exit "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-need=()
-command -v wrk >/dev/null || need+=(wrk)
-command -v curl >/dev/null || need+=(curl)
-install_missing "${need[@]+"${need[@]}"}"
+install_commands wrk curl
 
 TCK=$(getconf CLK_TCK)
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; } # utime + stime

@@ -60,19 +60,15 @@ WORK="$(mktemp -d "${TMPDIR:-/tmp}/tocsin-profile.XXXXXX")"
 # shellcheck source=benches/load/common.sh
 . "$HERE/common.sh"
 cleanup() {
-    local rc=$? p
-    for p in "${PIDS[@]+"${PIDS[@]}"}"; do stop_pid "$p" TERM 60; done
+    local rc=$?
+    stop_all 60
     if [ "$KEEP" = 1 ]; then log "kept $WORK"; else rm -rf "$WORK"; fi
     exit "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-need=()
-command -v valgrind >/dev/null || need+=(valgrind)
-command -v wrk >/dev/null || need+=(wrk)
-command -v curl >/dev/null || need+=(curl)
-install_missing "${need[@]+"${need[@]}"}"
+install_commands valgrind wrk curl
 if [ "$SKIP_BUILD" = 0 ]; then
     log "building tocsin and the HTTP ceiling (release)"
     (cd "$ROOT" && cargo build --release --bin tocsin &&

@@ -76,8 +76,8 @@ mkdir -p "$OUT"
 . "$HERE/common.sh"
 CREATED_DBS=()
 cleanup() {
-    local rc=$? p
-    for p in "${PIDS[@]+"${PIDS[@]}"}"; do stop_pid "$p"; done
+    local rc=$? db
+    stop_all
     for db in "${CREATED_DBS[@]+"${CREATED_DBS[@]}"}"; do
         psql -q "$PG_URL" -c "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1 || true
     done
