@@ -8,6 +8,7 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 
+use super::records::alert_by_identity;
 use super::rows::{AlertMatchRow, AlertRow, AlertStateRow, IncidentRow};
 use super::schema::{alerts, incidents};
 use super::update::Update;
@@ -71,16 +72,17 @@ impl TryFrom<AlertStateRow> for AlertState {
     type Error = Error;
 
     fn try_from(row: AlertStateRow) -> Result<Self> {
+        let m = AlertMatch::try_from(row.matched)?;
         Ok(Self {
-            id: row.id,
-            severity: row.severity.parse()?,
-            status: row.status.parse()?,
-            description: row.description,
-            labels: json_from(&row.labels, "alerts.labels")?,
-            annotations: json_from(&row.annotations, "alerts.annotations")?,
+            id: m.id,
+            severity: m.severity,
+            status: m.status,
+            description: m.description,
+            labels: json_from(&m.labels_json, "alerts.labels")?,
+            annotations: json_from(&m.annotations_json, "alerts.annotations")?,
             started_at: ts(row.started_at),
             ended_at: row.ended_at.map(ts),
-            incident_id: row.incident_id,
+            incident_id: m.incident_id,
         })
     }
 }
@@ -92,12 +94,7 @@ pub fn find_alert_state(
     source: &str,
     fingerprint: &str,
 ) -> Result<Option<AlertState>> {
-    super::direct!(conn, |c| alerts::table
-        .filter(
-            alerts::source
-                .eq(source)
-                .and(alerts::fingerprint.eq(fingerprint)),
-        )
+    super::direct!(conn, |c| alert_by_identity(source, fingerprint)
         .select(AlertStateRow::as_select())
         .get_result::<AlertStateRow>(c)
         .optional())?
@@ -138,17 +135,19 @@ pub fn find_alert_match(
     source: &str,
     fingerprint: &str,
 ) -> Result<Option<AlertMatch>> {
-    let row = super::direct!(conn, |c| alerts::table
-        .filter(
-            alerts::source
-                .eq(source)
-                .and(alerts::fingerprint.eq(fingerprint)),
-        )
+    super::direct!(conn, |c| alert_by_identity(source, fingerprint)
         .select(AlertMatchRow::as_select())
         .get_result::<AlertMatchRow>(c)
-        .optional())?;
-    row.map(|r| {
-        Ok(AlertMatch {
+        .optional())?
+    .map(TryInto::try_into)
+    .transpose()
+}
+
+impl TryFrom<AlertMatchRow> for AlertMatch {
+    type Error = Error;
+
+    fn try_from(r: AlertMatchRow) -> Result<Self> {
+        Ok(Self {
             id: r.id,
             severity: r.severity.parse()?,
             status: r.status.parse()?,
@@ -157,8 +156,7 @@ pub fn find_alert_match(
             annotations_json: r.annotations,
             incident_id: r.incident_id,
         })
-    })
-    .transpose()
+    }
 }
 
 /// Every mutable field of a stored alert, written at once by [`update_alert`].

@@ -345,18 +345,32 @@ pub fn get_alert(conn: &mut AnyConnection, id: i64) -> Result<Alert> {
     .try_into()
 }
 
+/// The query of [`alert_by_identity`].
+pub(crate) type ByIdentity<'a> = diesel::dsl::Filter<
+    alerts::table,
+    diesel::dsl::And<
+        diesel::dsl::Eq<alerts::source, &'a str>,
+        diesel::dsl::Eq<alerts::fingerprint, &'a str>,
+    >,
+>;
+
+/// The `alerts` row with this identity: the unique `(source, fingerprint)` index. Every lookup
+/// of one alert by its identity starts here, so each renders the same SQL.
+pub(crate) fn alert_by_identity<'a>(source: &'a str, fingerprint: &'a str) -> ByIdentity<'a> {
+    alerts::table.filter(
+        alerts::source
+            .eq(source)
+            .and(alerts::fingerprint.eq(fingerprint)),
+    )
+}
+
 /// The alert with this identity, if any.
 pub fn find_alert(
     conn: &mut AnyConnection,
     source: &str,
     fingerprint: &str,
 ) -> Result<Option<Alert>> {
-    super::direct!(conn, |c| alerts::table
-        .filter(
-            alerts::source
-                .eq(source)
-                .and(alerts::fingerprint.eq(fingerprint)),
-        )
+    super::direct!(conn, |c| alert_by_identity(source, fingerprint)
         .select(alerts::all_columns)
         .get_result::<AlertRow>(c)
         .optional())?

@@ -105,15 +105,10 @@ impl TryFrom<AlertRow> for Alert {
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = alerts)]
 pub struct AlertStateRow {
-    pub id: i64,
-    pub severity: String,
-    pub status: String,
-    pub description: String,
-    pub labels: String,
-    pub annotations: String,
+    #[diesel(embed)]
+    pub matched: AlertMatchRow,
     pub started_at: NaiveDateTime,
     pub ended_at: Option<NaiveDateTime>,
-    pub incident_id: Option<i64>,
 }
 
 /// The columns of an `alerts` row that decide whether a re-send changes it, labels and
