@@ -184,3 +184,34 @@ fn json_answer(status: StatusCode, body: &impl serde::Serialize) -> Result<Respo
     )
         .into_response())
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// The webhook's future is moved whole into a new box by each boxed layer around it, so its
+    /// size is paid in copies on every request: a branch that awaits a large future inline (an
+    /// eager pipeline run once made it 11 KiB) must box it instead (docs/performance.md).
+    #[tokio::test]
+    async fn the_webhook_future_stays_small() {
+        let store = tocsin_core::store::Store::open("sqlite::memory:", 1)
+            .await
+            .unwrap();
+        let tocsin = tocsin_core::Tocsin::new(
+            store,
+            tocsin_core::plugin::Plugins::default(),
+            Default::default(),
+        );
+        let f = receive(
+            AppState::new(tocsin),
+            None,
+            None,
+            HeaderMap::new(),
+            RawJson(axum::body::Bytes::new()),
+        );
+        let size = std::mem::size_of_val(&f);
+        assert!(size <= 4096, "the webhook handler's future is {size} bytes");
+    }
+}

@@ -30,6 +30,7 @@ mod alerts;
 mod auth;
 mod checks;
 mod console;
+mod context;
 mod intelligence;
 mod notify;
 mod orchestration;
@@ -37,14 +38,14 @@ mod orchestration;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{HeaderValue, StatusCode};
-use axum::middleware::{self, Next};
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 use tocsin_core::Tocsin;
+use tower::Layer;
 
 pub use error::{ApiError, JsonBody, RawJson};
 
@@ -98,24 +99,21 @@ pub fn router(state: AppState) -> Router {
         .merge(intelligence::routes())
         .merge(notify::routes())
         .merge(orchestration::routes());
-    Router::new()
+    let routes = Router::new()
         .route("/healthz", get(healthz))
         .merge(api)
         .merge(console::routes(&state))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(limit))
-        // Outside the routes, so unknown paths need a key too: no route discovery without one.
-        // One layer for the trace id and the key: each `from_fn` layer boxes and moves the
-        // request's future once more, a measurable share of a small request's cost.
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            request_context,
-        ))
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
-            panic_response,
-        ))
-        .with_state(state)
+        .with_state(state.clone());
+    // Around the whole router rather than with `Router::layer`, which boxes every route's
+    // future once more per layer (see `context`). Outside the routes, so unknown paths need a
+    // key too: no route discovery without one.
+    let context = context::RequestContextLayer {
+        state,
+        body_limit: DefaultBodyLimit::max(limit),
+    };
+    Router::new().fallback_service(context.layer(routes))
 }
 
 async fn healthz(State(state): State<AppState>) -> Response {
@@ -145,44 +143,4 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
         "method_not_allowed",
         format!("{method} is not allowed on {}", uri.path()),
     )
-}
-
-fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
-    tracing::error!("A request handler panicked; answering 500.");
-    ApiError::new(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "internal",
-        "internal error",
-    )
-    .into_response()
-}
-
-/// The request's trace id (see [`TraceId`]) and span, then the API key check inside that span.
-async fn request_context(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let given = ["x-trace-id", "x-request-id"]
-        .iter()
-        .filter_map(|h| req.headers().get(*h))
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| {
-            !v.is_empty()
-                && v.len() <= 64
-                && v.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        })
-        .map(str::to_owned);
-    let id = given.unwrap_or_else(tocsin_core::domain::new_id);
-    let header = HeaderValue::from_str(&id);
-    let span = tracing::info_span!("request", trace_id = %id, method = %req.method(), path = %req.uri().path());
-    req.extensions_mut().insert(TraceId(id));
-    let run = async move {
-        match auth::refusal(&state, &req) {
-            None => next.run(req).await,
-            Some(refused) => refused,
-        }
-    };
-    let mut res = tracing::Instrument::instrument(run, span).await;
-    if let Ok(v) = header {
-        res.headers_mut().insert("x-trace-id", v);
-    }
-    res
 }

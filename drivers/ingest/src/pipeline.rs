@@ -87,7 +87,10 @@ pub async fn dispatch(engine: &engine::Engine, run_ids: &[String]) -> tocsin_cor
     }
     if engine.tocsin().config().tasks_eager {
         for id in run_ids {
-            engine.drive(id).await?;
+            // Boxed: a whole run's future is kilobytes, and inline it would make every caller's
+            // future as large, copied whole each time a layer boxes it (the webhook handler's
+            // grew to 11 KiB for the sake of this branch, which the server's default never takes).
+            Box::pin(engine.drive(id)).await?;
         }
         return Ok(());
     }

@@ -345,16 +345,18 @@ pub async fn ingest_with_secrets(
         out.meta = parsed.meta;
         return Ok(out);
     }
+    // Shared with the write rather than copied: the answer gives the facts back too.
+    let meta = Arc::new(parsed.meta);
     let mut out = store_alerts(
         tocsin,
         descriptor.name,
         parsed.alerts,
         trace_id,
         hook,
-        parsed.meta.clone(),
+        meta.clone(),
     )
     .await?;
-    out.meta = parsed.meta;
+    out.meta = Arc::try_unwrap(meta).unwrap_or_else(|shared| (*shared).clone());
     Ok(out)
 }
 
@@ -376,7 +378,7 @@ pub async fn ingest_alerts(
         out.empty_reason = Some("no alerts were given".to_owned());
         return Ok(out);
     }
-    store_alerts(tocsin, source, alerts, trace_id, hook, Default::default()).await
+    store_alerts(tocsin, source, alerts, trace_id, hook, Arc::default()).await
 }
 
 async fn store_alerts(
@@ -385,13 +387,12 @@ async fn store_alerts(
     alerts: Vec<NormalizedAlert>,
     trace_id: String,
     hook: Option<TxHook>,
-    meta: serde_json::Map<String, Value>,
+    meta: Arc<serde_json::Map<String, Value>>,
 ) -> Result<IngestOutcome> {
     for a in &alerts {
         validate(a)?;
     }
     let source = Arc::new(source.to_owned());
-    let meta = Arc::new(meta);
     let alerts = Arc::new(alerts);
     let count = alerts.len();
     let started = std::time::Instant::now();
