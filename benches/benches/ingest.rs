@@ -84,7 +84,7 @@ fn alert(fingerprint: String) -> NormalizedAlert {
         annotations: Labels::new(),
         started_at: None,
         ended_at: None,
-        raw_payload: json!({"fingerprint": fingerprint}),
+        raw_payload: json!({"fingerprint": fingerprint}).into(),
         acknowledged: false,
         fingerprint,
     }

@@ -79,7 +79,8 @@ pub fn alert_from_check(
             "error": result.error,
             "warning_threshold": result.warning_threshold,
             "critical_threshold": result.critical_threshold,
-        }),
+        })
+        .into(),
         acknowledged: false,
     })
 }
@@ -248,7 +249,7 @@ mod tests {
         assert_eq!(a.labels["env"], "prod");
         assert_eq!(a.labels["checker"], "memory");
         assert_eq!(a.labels["hostname"], "web-1");
-        assert_eq!(a.raw_payload["metrics"]["percent"], 91.0);
+        assert_eq!(a.raw_payload.to_value()["metrics"]["percent"], 91.0);
         let w = alert_from_check(&result("cpu", CheckStatus::Warning), "h", &labels).unwrap();
         assert_eq!(
             (w.status, w.severity),
@@ -328,7 +329,7 @@ mod tests {
                             description: String::new(),
                             labels: Labels::new(),
                             annotations: Labels::new(),
-                            raw_payload: json!({}),
+                            raw_payload: json!({}).into(),
                             trace_id: "t".into(),
                             started_at: Utc::now(),
                             ended_at: None,

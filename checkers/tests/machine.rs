@@ -547,7 +547,7 @@ async fn discarding_an_incident_detaches_its_alerts_and_drops_its_events() {
                         description: String::new(),
                         labels: Labels::new(),
                         annotations: Labels::new(),
-                        raw_payload: json!({}),
+                        raw_payload: json!({}).into(),
                         trace_id: "t".into(),
                         started_at: chrono::Utc::now(),
                         ended_at: None,

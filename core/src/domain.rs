@@ -170,6 +170,95 @@ string_enum! {
 /// Sorted string labels (`instance=web-1`, `checker=memory`).
 pub type Labels = BTreeMap<String, String>;
 
+/// An alert's part of a vendor body, kept as JSON text: what is stored, so a driver that reads
+/// the body's text can keep the alert's bytes as sent instead of building a [`Value`] only to
+/// write it out again.
+///
+/// ```
+/// use tocsin_core::domain::RawPayload;
+/// let from_value = RawPayload::from(serde_json::json!({"b": 1, "a": [true]}));
+/// let from_text = RawPayload::from_text(r#"{ "a": [true], "b": 1 }"#.to_owned()).unwrap();
+/// assert_eq!(from_value, from_text); // equal as JSON, whatever the spacing and key order
+/// assert_eq!(from_text.to_value()["b"], 1);
+/// assert!(RawPayload::from_text("{".to_owned()).is_err());
+/// ```
+#[derive(Clone)]
+pub struct RawPayload(Box<serde_json::value::RawValue>);
+
+impl RawPayload {
+    /// The payload of a text that must be one JSON value.
+    pub fn from_text(text: String) -> crate::Result<Self> {
+        serde_json::value::RawValue::from_string(text)
+            .map(Self)
+            .map_err(|e| Error::invalid_input(format!("the raw payload is not JSON: {e}")))
+    }
+
+    /// The payload of a piece of a body already read as JSON (serde_json checked it).
+    pub fn from_raw(raw: &serde_json::value::RawValue) -> Self {
+        Self(raw.to_owned())
+    }
+
+    /// The JSON text.
+    pub fn as_str(&self) -> &str {
+        self.0.get()
+    }
+
+    /// The payload as a [`Value`].
+    pub fn to_value(&self) -> Value {
+        // The text was checked as JSON when the payload was made.
+        serde_json::from_str(self.as_str()).unwrap_or(Value::Null)
+    }
+}
+
+impl From<&Value> for RawPayload {
+    fn from(v: &Value) -> Self {
+        // Serialising a `Value` cannot fail: its keys are strings and its numbers finite.
+        Self(
+            serde_json::value::to_raw_value(v)
+                .unwrap_or_else(|_| serde_json::value::RawValue::NULL.to_owned()),
+        )
+    }
+}
+
+impl From<Value> for RawPayload {
+    fn from(v: Value) -> Self {
+        Self::from(&v)
+    }
+}
+
+impl Default for RawPayload {
+    fn default() -> Self {
+        Self(serde_json::value::RawValue::NULL.to_owned())
+    }
+}
+
+/// Equal as JSON: the same text, or texts that decode to the same value.
+impl PartialEq for RawPayload {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str() || self.to_value() == other.to_value()
+    }
+}
+
+impl fmt::Debug for RawPayload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// As the JSON value it holds, for any serializer (`serde_json`'s raw value is understood by
+/// `serde_json` alone; a template engine would see its private wrapper).
+impl Serialize for RawPayload {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.to_value().serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for RawPayload {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Value::deserialize(d).map(Self::from)
+    }
+}
+
 /// A normalized alert as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Alert {

@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::domain::{
-    Alert, AlertStatus, CheckResult, CheckStatus, Incident, Labels, Recommendation, Severity,
+    Alert, AlertStatus, CheckResult, CheckStatus, Incident, Labels, RawPayload, Recommendation,
+    Severity,
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::secret::Secret;
@@ -63,8 +64,8 @@ pub struct NormalizedAlert {
     pub started_at: Option<chrono::DateTime<chrono::Utc>>,
     /// When it ended.
     pub ended_at: Option<chrono::DateTime<chrono::Utc>>,
-    /// This alert's part of the body.
-    pub raw_payload: Value,
+    /// This alert's part of the body (`json!({..}).into()` from a [`Value`]).
+    pub raw_payload: RawPayload,
     /// The vendor reported an acknowledgement (not a resolution).
     #[serde(default)]
     pub acknowledged: bool,
@@ -99,6 +100,18 @@ pub trait Ingestor: Send + Sync {
     /// instead of copying them. It must answer exactly as `parse` does; the default calls it.
     fn parse_owned(&self, body: Value) -> Result<ParsedPayload> {
         self.parse(&body)
+    }
+
+    /// Parses a body straight from its text (checked UTF-8, not empty, no byte order mark),
+    /// without a [`Value`] in between: for the plain shape of this vendor's bodies, where the
+    /// strict decode and [`Ingestor::parse_owned`] spend most of a small request's work.
+    ///
+    /// `None`, the default, sends the body through the strict decode and `parse_owned`; a driver
+    /// answers `None` for every body it does not take this way, an invalid one included, so that
+    /// the error is theirs. `Some` must be what they would give (each `raw_payload` may keep the
+    /// alert's text as sent: equal as JSON).
+    fn parse_text(&self, _text: &str) -> Option<ParsedPayload> {
+        None
     }
 
     /// Verifies the sender's signature over the raw body, when a shared secret is configured.

@@ -37,7 +37,7 @@ fn new_alert(source: &str, fp: &str, name: &str, incident_id: Option<i64>) -> Ne
         description: "cpu flxo busy".into(),
         labels: Labels::new(),
         annotations: Labels::new(),
-        raw_payload: json!({}),
+        raw_payload: json!({}).into(),
         trace_id: "t".into(),
         started_at: Utc::now(),
         ended_at: None,

@@ -29,7 +29,7 @@ fn alert(fp: &str, incident_id: Option<i64>) -> NewAlert {
         description: "memory above 90%".into(),
         labels: [("instance".to_string(), "web-1".to_string())].into(),
         annotations: Labels::new(),
-        raw_payload: json!({"fingerprint": fp}),
+        raw_payload: json!({"fingerprint": fp}).into(),
         trace_id: "t-1".into(),
         started_at: chrono::DateTime::parse_from_rfc3339("2026-11-27T10:00:00.123456Z")
             .unwrap()

@@ -175,7 +175,7 @@ pub struct AlertUpdate {
     /// Annotations.
     pub annotations: Labels,
     /// This alert's part of the latest body.
-    pub raw_payload: serde_json::Value,
+    pub raw_payload: crate::domain::RawPayload,
     /// Correlation id of the request that changed it.
     pub trace_id: String,
     /// When the condition started.
@@ -188,11 +188,7 @@ pub struct AlertUpdate {
 
 /// Replaces an alert's mutable fields and stamps `updated_at`.
 pub fn update_alert(conn: &mut AnyConnection, id: i64, u: &AlertUpdate) -> Result<Alert> {
-    let (labels, annotations, raw) = (
-        json_to(&u.labels)?,
-        json_to(&u.annotations)?,
-        json_to(&u.raw_payload)?,
-    );
+    let (labels, annotations) = (json_to(&u.labels)?, json_to(&u.annotations)?);
     let n = Update::by_id("alerts", id)
         .set(alerts::name, &u.name)
         .set(alerts::severity, u.severity.as_str())
@@ -200,7 +196,7 @@ pub fn update_alert(conn: &mut AnyConnection, id: i64, u: &AlertUpdate) -> Resul
         .set(alerts::description, &u.description)
         .set(alerts::labels, &labels)
         .set(alerts::annotations, &annotations)
-        .set(alerts::raw_payload, &raw)
+        .set(alerts::raw_payload, u.raw_payload.as_str())
         .set(alerts::trace_id, &u.trace_id)
         .set(alerts::started_at, u.started_at.naive_utc())
         .set(alerts::ended_at, u.ended_at.map(|t| t.naive_utc()))

@@ -269,7 +269,7 @@ pub struct NewAlert {
     /// Annotations.
     pub annotations: Labels,
     /// Raw payload.
-    pub raw_payload: Value,
+    pub raw_payload: RawPayload,
     /// Trace id.
     pub trace_id: String,
     /// Started.
@@ -283,14 +283,40 @@ pub struct NewAlert {
 /// Inserts an alert and returns it: `new` with its id and timestamps. A second alert with the
 /// same (source, fingerprint) is a `Conflict`.
 pub fn insert_alert(conn: &mut AnyConnection, new: NewAlert) -> Result<Alert> {
+    let (id, t) = insert_alert_row(conn, &new)?;
+    Ok(Alert {
+        id,
+        raw_payload: new.raw_payload.to_value(),
+        fingerprint: new.fingerprint,
+        source: new.source,
+        name: new.name,
+        severity: new.severity,
+        status: new.status,
+        description: new.description,
+        labels: new.labels,
+        annotations: new.annotations,
+        trace_id: new.trace_id,
+        // As stored: microsecond precision.
+        started_at: ts(naive(new.started_at)),
+        ended_at: new.ended_at.map(|e| ts(naive(e))),
+        received_at: ts(t),
+        updated_at: ts(t),
+        incident_id: new.incident_id,
+    })
+}
+
+/// [`insert_alert`] for a caller that needs only the new alert's id (the ingest path), without
+/// building the [`Alert`] back (its raw payload decoded from text).
+pub fn insert_alert_id(conn: &mut AnyConnection, new: &NewAlert) -> Result<i64> {
+    insert_alert_row(conn, new).map(|(id, _)| id)
+}
+
+/// The insert itself: the new id and the time stamped as received.
+fn insert_alert_row(conn: &mut AnyConnection, new: &NewAlert) -> Result<(i64, NaiveDateTime)> {
     let t = now();
     let started_at = naive(new.started_at);
     let ended_at = new.ended_at.map(naive);
-    let (labels, annotations, raw) = (
-        json_to(&new.labels)?,
-        json_to(&new.annotations)?,
-        json_to(&new.raw_payload)?,
-    );
+    let (labels, annotations) = (json_to(&new.labels)?, json_to(&new.annotations)?);
     let id: i64 = super::insert_id!(
         conn,
         alerts::table,
@@ -304,7 +330,7 @@ pub fn insert_alert(conn: &mut AnyConnection, new: NewAlert) -> Result<Alert> {
             alerts::description.eq(&new.description),
             alerts::labels.eq(&labels),
             alerts::annotations.eq(&annotations),
-            alerts::raw_payload.eq(&raw),
+            alerts::raw_payload.eq(new.raw_payload.as_str()),
             alerts::trace_id.eq(&new.trace_id),
             alerts::started_at.eq(Stamp(started_at)),
             alerts::ended_at.eq(ended_at.map(Stamp)),
@@ -313,25 +339,7 @@ pub fn insert_alert(conn: &mut AnyConnection, new: NewAlert) -> Result<Alert> {
             alerts::incident_id.eq(new.incident_id),
         )
     )?;
-    Ok(Alert {
-        id,
-        fingerprint: new.fingerprint,
-        source: new.source,
-        name: new.name,
-        severity: new.severity,
-        status: new.status,
-        description: new.description,
-        labels: new.labels,
-        annotations: new.annotations,
-        raw_payload: new.raw_payload,
-        trace_id: new.trace_id,
-        // As stored: microsecond precision.
-        started_at: ts(started_at),
-        ended_at: ended_at.map(ts),
-        received_at: ts(t),
-        updated_at: ts(t),
-        incident_id: new.incident_id,
-    })
+    Ok((id, t))
 }
 
 /// One alert.

@@ -46,6 +46,10 @@ impl Ingestor for Alertmanager {
     fn parse_owned(&self, body: Value) -> Result<ParsedPayload> {
         crate::prometheus::parse_group(NAME, body)
     }
+
+    fn parse_text(&self, text: &str) -> Option<ParsedPayload> {
+        crate::prometheus::parse_group_text(NAME, text)
+    }
 }
 
 /// The descriptor registered for this driver.

@@ -21,6 +21,11 @@ use tocsin_core::{Error, ErrorKind, Result};
 /// assert!(tocsin_ingest::body::decode(br#"{"a": 1, "a": 2}"#).is_err());
 /// ```
 pub fn decode(raw: &[u8]) -> Result<Value> {
+    decode_text(text(raw)?)
+}
+
+/// The body as text: UTF-8 without a byte order mark, not empty or only whitespace.
+pub fn text(raw: &[u8]) -> Result<&str> {
     if raw.starts_with(&[0xEF, 0xBB, 0xBF]) {
         return Err(Error::invalid_input(
             "malformed JSON: the body starts with a byte order mark (BOM); send plain UTF-8",
@@ -35,6 +40,11 @@ pub fn decode(raw: &[u8]) -> Result<Value> {
     if text.bytes().all(|b| b.is_ascii_whitespace()) {
         return Err(Error::invalid_input("malformed JSON: the body is empty"));
     }
+    Ok(text)
+}
+
+/// [`decode`] of a body already checked by [`text`].
+pub fn decode_text(text: &str) -> Result<Value> {
     // From the checked text: reading from bytes would check each string's UTF-8 once more.
     let mut de = serde_json::Deserializer::from_str(text);
     let value = Strict::deserialize(&mut de)
@@ -60,8 +70,9 @@ pub fn require_object(value: &Value) -> Result<()> {
     ))
 }
 
-/// A JSON value decoded with the checks above.
-struct Strict(Value);
+/// A JSON value decoded with the checks above (a driver reading a body's text decodes the parts
+/// it keeps whole with it).
+pub(crate) struct Strict(pub Value);
 
 impl<'de> Deserialize<'de> for Strict {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {

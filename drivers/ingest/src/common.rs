@@ -240,48 +240,56 @@ pub(crate) enum TimeValue {
 /// below 10^11 seconds, below 10^14 milliseconds, below 10^17 microseconds, else nanoseconds.
 /// Years before 1971 (Go's zero time, epoch 0) mean "no time".
 pub(crate) fn parse_time(v: &Value) -> TimeValue {
-    let t = match v {
+    match v {
         Value::Number(n) => match n.as_f64() {
-            Some(f) => epoch(f),
-            None => return TimeValue::Invalid,
+            Some(f) => dated(epoch(f)),
+            None => TimeValue::Invalid,
         },
-        Value::String(s) => {
-            let s = s.trim();
-            if s.is_empty() {
-                return TimeValue::Unset;
-            }
-            if let Ok(f) = s.parse::<f64>() {
-                epoch(f)
-            } else if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-                Some(t.with_timezone(&Utc))
-            } else {
-                [
-                    "%Y-%m-%d %H:%M:%S%.f",
-                    "%Y-%m-%dT%H:%M:%S%.f",
-                    "%Y.%m.%d %H:%M:%S",
-                    "%Y-%m-%d %H:%M:%S %z",
-                ]
-                .iter()
-                .find_map(|f| {
-                    NaiveDateTime::parse_from_str(s, f)
-                        .ok()
-                        .map(|n| n.and_utc())
-                })
-                .or_else(|| {
-                    DateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S %z")
-                        .ok()
-                        .map(|t| t.with_timezone(&Utc))
-                })
-                .or_else(|| {
-                    DateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f %z")
-                        .ok()
-                        .map(|t| t.with_timezone(&Utc))
-                })
-            }
-        }
-        Value::Null => return TimeValue::Unset,
-        _ => return TimeValue::Invalid,
+        Value::String(s) => parse_time_text(s),
+        Value::Null => TimeValue::Unset,
+        _ => TimeValue::Invalid,
+    }
+}
+
+/// [`parse_time`] of a string.
+pub(crate) fn parse_time_text(s: &str) -> TimeValue {
+    let s = s.trim();
+    if s.is_empty() {
+        return TimeValue::Unset;
+    }
+    let t = if let Ok(f) = s.parse::<f64>() {
+        epoch(f)
+    } else if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        Some(t.with_timezone(&Utc))
+    } else {
+        [
+            "%Y-%m-%d %H:%M:%S%.f",
+            "%Y-%m-%dT%H:%M:%S%.f",
+            "%Y.%m.%d %H:%M:%S",
+            "%Y-%m-%d %H:%M:%S %z",
+        ]
+        .iter()
+        .find_map(|f| {
+            NaiveDateTime::parse_from_str(s, f)
+                .ok()
+                .map(|n| n.and_utc())
+        })
+        .or_else(|| {
+            DateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S %z")
+                .ok()
+                .map(|t| t.with_timezone(&Utc))
+        })
+        .or_else(|| {
+            DateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f %z")
+                .ok()
+                .map(|t| t.with_timezone(&Utc))
+        })
     };
+    dated(t)
+}
+
+/// A parsed time, or what its absence means: before 1971 is "no time".
+fn dated(t: Option<DateTime<Utc>>) -> TimeValue {
     match t {
         Some(t) if t < floor() => TimeValue::Unset,
         Some(t) => TimeValue::Time(t),

@@ -223,7 +223,7 @@ impl Ingestor for Datadog {
                 },
                 ended_at: (status == AlertStatus::Resolved)
                     .then(|| at.unwrap_or_else(chrono::Utc::now)),
-                raw_payload: body.clone(),
+                raw_payload: body.into(),
                 acknowledged: false,
             }],
             meta,

@@ -237,7 +237,7 @@ fn parse_alert(f: &Fields<'_>, raw: &Value) -> Result<NormalizedAlert> {
         annotations: f.string_map("annotations")?,
         started_at: f.opt_time("started_at")?,
         ended_at,
-        raw_payload: raw.clone(),
+        raw_payload: raw.into(),
         acknowledged: acknowledged && status == AlertStatus::Firing,
     })
 }

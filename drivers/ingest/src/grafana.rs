@@ -76,6 +76,12 @@ impl Ingestor for Grafana {
             crate::prometheus::parse_group(NAME, body)
         }
     }
+
+    /// Unified alerting's bodies only: a legacy body has no `alerts` list, which the direct
+    /// parse requires, so it goes through `parse_owned`.
+    fn parse_text(&self, text: &str) -> Option<ParsedPayload> {
+        crate::prometheus::parse_group_text(NAME, text)
+    }
 }
 
 /// A legacy (pre-unified) alert: evaluation matches and no `alerts` list.
@@ -171,7 +177,7 @@ fn parse_legacy(body: &Value) -> Result<ParsedPayload> {
             annotations,
             started_at: None,
             ended_at: (status == AlertStatus::Resolved).then_some(now),
-            raw_payload: body.clone(),
+            raw_payload: body.into(),
             acknowledged: false,
         }],
         meta,

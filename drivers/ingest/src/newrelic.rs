@@ -179,7 +179,7 @@ fn parse_workflow(f: &Fields<'_>, body: &Value) -> Result<ParsedPayload> {
             started_at: f.opt_time("createdAt")?,
             ended_at: (status == AlertStatus::Resolved)
                 .then(|| ended.unwrap_or_else(chrono::Utc::now)),
-            raw_payload: body.clone(),
+            raw_payload: body.into(),
             acknowledged,
         }],
         meta,
@@ -268,7 +268,7 @@ fn parse_legacy(f: &Fields<'_>, body: &Value) -> Result<ParsedPayload> {
             },
             ended_at: (status == AlertStatus::Resolved)
                 .then(|| at.unwrap_or_else(chrono::Utc::now)),
-            raw_payload: body.clone(),
+            raw_payload: body.into(),
             acknowledged,
         }],
         meta,

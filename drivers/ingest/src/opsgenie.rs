@@ -157,7 +157,7 @@ impl Ingestor for Opsgenie {
                 started_at: a.opt_time("createdAt")?,
                 ended_at: (status == AlertStatus::Resolved)
                     .then(|| updated.unwrap_or_else(chrono::Utc::now)),
-                raw_payload: body.clone(),
+                raw_payload: body.into(),
                 acknowledged,
             }],
             meta,

@@ -34,7 +34,7 @@
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
-use tocsin_core::domain::{AlertStatus, Labels, Severity};
+use tocsin_core::domain::{AlertStatus, Labels, RawPayload, Severity};
 use tocsin_core::plugin::{Headers, Ingestor, IngestorDescriptor, NormalizedAlert, ParsedPayload};
 use tocsin_core::{Result, Secret};
 
@@ -283,7 +283,7 @@ fn incident_alert(
         started_at: data.opt_time("created_at")?,
         ended_at: (status == AlertStatus::Resolved)
             .then(|| occurred.unwrap_or_else(chrono::Utc::now)),
-        raw_payload: Value::Object(raw.clone()),
+        raw_payload: RawPayload::from(&Value::Object(raw.clone())),
         acknowledged,
     })
 }

@@ -3,12 +3,17 @@
 //! `fingerprint`.
 
 use chrono::Utc;
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use tocsin_core::Result;
-use tocsin_core::domain::{AlertStatus, Severity};
+use tocsin_core::domain::{AlertStatus, Labels, RawPayload, Severity};
 use tocsin_core::plugin::{NormalizedAlert, ParsedPayload};
 
-use crate::common::{Fields, fallback_fingerprint, into_object, invalid, severity_word};
+use crate::body::Strict;
+use crate::common::{
+    Fields, TimeValue, fallback_fingerprint, into_object, invalid, parse_time_text, severity_word,
+};
 
 /// Extra string fields of an alert copied into annotations (Grafana's links and values).
 const EXTRA_ANNOTATIONS: &[(&str, &str)] = &[
@@ -142,7 +147,240 @@ pub(crate) fn parse_alert(
         annotations,
         started_at,
         ended_at,
-        raw_payload: raw,
+        raw_payload: RawPayload::from(&raw),
         acknowledged: false,
     })
+}
+
+/// [`parse_group`] straight from the body's text, for the plain shape senders send: the alerts'
+/// `status`, `labels`, `annotations`, times, `fingerprint` and links as strings, each alert kept
+/// as its text. `None` for anything else (a field of another type or null where it matters, a key
+/// sent twice, an escaped key, a NUL, an unknown status, a time that is not one, no `alertname`),
+/// which then goes through the strict decode and [`parse_group`], whose error names the fault.
+pub(crate) fn parse_group_text(driver: &'static str, text: &str) -> Option<ParsedPayload> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let group = GroupVisitor.deserialize(&mut de).ok()?;
+    de.end().ok()?;
+    let mut alerts = Vec::with_capacity(group.alerts.len());
+    for raw in group.alerts {
+        alerts.push(alert_from_text(driver, raw)?);
+    }
+    let empty_reason = alerts
+        .is_empty()
+        .then(|| format!("the {driver} body has an empty `alerts` list"));
+    Some(ParsedPayload {
+        alerts,
+        meta: group.meta,
+        empty_reason,
+    })
+}
+
+/// The envelope read by [`parse_group_text`]: each alert's text and the payload facts.
+struct Group<'de> {
+    alerts: Vec<&'de RawValue>,
+    meta: Map<String, Value>,
+}
+
+/// Reads [`Group`]; an error is only ever "not the plain shape".
+struct GroupVisitor;
+
+impl<'de> DeserializeSeed<'de> for GroupVisitor {
+    type Value = Group<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> std::result::Result<Group<'de>, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for GroupVisitor {
+    type Value = Group<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an Alertmanager-shaped object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Group<'de>, A::Error> {
+        let mut seen: Vec<&'de str> = Vec::new();
+        let mut alerts = None;
+        let mut meta = Map::new();
+        while let Some(key) = map.next_key::<&'de str>()? {
+            if seen.contains(&key) {
+                return Err(de::Error::custom("a key twice"));
+            }
+            seen.push(key);
+            if key == "alerts" {
+                alerts = Some(map.next_value::<Vec<&'de RawValue>>()?);
+                continue;
+            }
+            let Strict(v) = map.next_value()?;
+            if META_OBJECTS.contains(&key) && !(v.is_object() || v.is_null()) {
+                return Err(de::Error::custom("a fact of another type"));
+            }
+            if !v.is_null() && (META_VALUES.contains(&key) || META_OBJECTS.contains(&key)) {
+                meta.insert(key.to_owned(), v);
+            }
+        }
+        let alerts = alerts.ok_or_else(|| de::Error::custom("no alerts"))?;
+        Ok(Group { alerts, meta })
+    }
+}
+
+/// The fields of one alert that [`parse_alert`] reads, as sent.
+#[derive(Default)]
+struct AlertText<'de> {
+    status: Option<&'de str>,
+    labels: Option<Labels>,
+    annotations: Option<Labels>,
+    starts_at: Option<&'de str>,
+    ends_at: Option<&'de str>,
+    fingerprint: Option<&'de str>,
+    /// The values of [`EXTRA_ANNOTATIONS`], in its order.
+    extras: [Option<&'de str>; EXTRA_ANNOTATIONS.len()],
+}
+
+/// [`parse_alert`] of one alert's text; `None` where [`parse_group_text`] says.
+fn alert_from_text(driver: &'static str, raw: &RawValue) -> Option<NormalizedAlert> {
+    let mut de = serde_json::Deserializer::from_str(raw.get());
+    let a = AlertVisitor.deserialize(&mut de).ok()?;
+    let status = match a.status? {
+        "firing" => AlertStatus::Firing,
+        "resolved" => AlertStatus::Resolved,
+        _ => return None,
+    };
+    let labels = a.labels.unwrap_or_default();
+    let mut annotations = a.annotations.unwrap_or_default();
+    let name = labels
+        .get("alertname")
+        .filter(|n| !n.trim().is_empty())?
+        .clone();
+    let severity = labels
+        .get("severity")
+        .and_then(|s| severity_word(s))
+        .unwrap_or(Severity::Warning);
+    let description = ["description", "summary", "message"]
+        .iter()
+        .find_map(|k| annotations.get(*k).filter(|v| !v.is_empty()).cloned())
+        .unwrap_or_default();
+    for ((_, to), v) in EXTRA_ANNOTATIONS.iter().zip(a.extras) {
+        if let Some(v) = v.filter(|v| !v.is_empty()) {
+            annotations
+                .entry((*to).to_owned())
+                .or_insert_with(|| v.to_owned());
+        }
+    }
+    let time = |t: Option<&str>| match t.map(parse_time_text) {
+        None | Some(TimeValue::Unset) => Some(None),
+        Some(TimeValue::Time(t)) => Some(Some(t)),
+        Some(TimeValue::Invalid) => None,
+    };
+    let started_at = time(a.starts_at)?;
+    let ends_at = time(a.ends_at)?;
+    // As `parse_alert`: a firing alert's `endsAt` is no end.
+    let ended_at = match status {
+        AlertStatus::Firing => None,
+        AlertStatus::Resolved => Some(ends_at.unwrap_or_else(Utc::now)),
+    };
+    let fingerprint = match a.fingerprint.filter(|f| !f.trim().is_empty()) {
+        Some(f) => f.to_owned(),
+        None => fallback_fingerprint(driver, &name, &labels),
+    };
+    Some(NormalizedAlert {
+        fingerprint,
+        name,
+        status,
+        severity,
+        description,
+        labels,
+        annotations,
+        started_at,
+        ended_at,
+        raw_payload: RawPayload::from_raw(raw),
+        acknowledged: false,
+    })
+}
+
+/// Reads [`AlertText`]; an error is only ever "not the plain shape".
+struct AlertVisitor;
+
+impl<'de> DeserializeSeed<'de> for AlertVisitor {
+    type Value = AlertText<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(
+        self,
+        d: D,
+    ) -> std::result::Result<AlertText<'de>, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for AlertVisitor {
+    type Value = AlertText<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an alert object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> std::result::Result<AlertText<'de>, A::Error> {
+        let mut seen: Vec<&'de str> = Vec::new();
+        let mut a = AlertText::default();
+        while let Some(key) = map.next_key::<&'de str>()? {
+            if seen.contains(&key) {
+                return Err(de::Error::custom("a key twice"));
+            }
+            seen.push(key);
+            match key {
+                "status" => a.status = Some(map.next_value()?),
+                "labels" => a.labels = Some(map.next_value_seed(StringMap)?),
+                "annotations" => a.annotations = Some(map.next_value_seed(StringMap)?),
+                "startsAt" => a.starts_at = map.next_value()?,
+                "endsAt" => a.ends_at = map.next_value()?,
+                "fingerprint" => a.fingerprint = map.next_value()?,
+                other => match EXTRA_ANNOTATIONS
+                    .iter()
+                    .position(|(from, _)| *from == other)
+                {
+                    Some(i) => a.extras[i] = map.next_value()?,
+                    // Checked as the strict decode would, then dropped.
+                    None => drop(map.next_value::<Strict>()?),
+                },
+            }
+        }
+        Ok(a)
+    }
+}
+
+/// An object of strings without NUL characters or a key twice (labels, annotations).
+struct StringMap;
+
+impl<'de> DeserializeSeed<'de> for StringMap {
+    type Value = Labels;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> std::result::Result<Labels, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for StringMap {
+    type Value = Labels;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an object of strings")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Labels, A::Error> {
+        let mut out = Labels::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let value: String = map.next_value()?;
+            if key.contains('\0') || value.contains('\0') {
+                return Err(de::Error::custom("a NUL"));
+            }
+            if out.insert(key, value).is_some() {
+                return Err(de::Error::custom("a key twice"));
+            }
+        }
+        Ok(out)
+    }
 }

@@ -36,7 +36,7 @@ use serde_json::{Value, json};
 use tocsin_core::domain::{
     AlertStatus, Incident, IncidentEvent, IncidentStatus, Labels, Severity, new_id,
 };
-use tocsin_core::plugin::{Headers, NormalizedAlert};
+use tocsin_core::plugin::{Headers, Ingestor, IngestorDescriptor, NormalizedAlert, ParsedPayload};
 use tocsin_core::store::ingest::{
     AlertMatch, AlertState, AlertUpdate, count_firing_alerts, find_active_incident_by_group,
     find_alert_match, find_alert_state, set_incident_severity, touch_alert, touch_incident,
@@ -44,7 +44,7 @@ use tocsin_core::store::ingest::{
 };
 use tocsin_core::store::{
     AnyConnection, NewAlert, NewIncident, add_alert_history, add_incident_event, get_incident,
-    insert_alert, insert_incident, json_to, set_incident_status,
+    insert_alert_id, insert_incident, json_to, set_incident_status,
 };
 use tocsin_core::{Error, ErrorKind, Result, Secret, Tocsin};
 
@@ -311,27 +311,35 @@ pub async fn ingest_with_secrets(
     hook: Option<TxHook>,
     secrets: &WebhookSecrets,
 ) -> Result<IngestOutcome> {
-    let trace_id = req
-        .trace_id
-        .clone()
-        .filter(|t| !t.is_empty())
-        .unwrap_or_else(new_id);
-    let (body, raw) = match req.body {
-        IngestBody::Raw(bytes) => (crate::body::decode(&bytes)?, Some(bytes)),
+    let IngestRequest {
+        driver: name,
+        body,
+        headers,
+        trace_id,
+    } = req;
+    let trace_id = trace_id.filter(|t| !t.is_empty()).unwrap_or_else(new_id);
+    let named = name.as_deref();
+    let (descriptor, parsed) = match body {
+        IngestBody::Raw(bytes) => {
+            let text = crate::body::text(&bytes)?;
+            match parse_text(tocsin, named, text) {
+                Some((descriptor, driver, parsed)) => {
+                    if let Some(secret) = secrets.get(descriptor.name) {
+                        driver.verify_signature(&bytes, &headers, secret)?;
+                    }
+                    (descriptor, parsed)
+                }
+                None => {
+                    let body = crate::body::decode_text(text)?;
+                    parse_value(tocsin, named, body, Some((&bytes, &headers)), secrets)?
+                }
+            }
+        }
         IngestBody::Json(v) => {
             crate::body::require_object(&v)?;
-            (v, None)
+            parse_value(tocsin, named, v, None, secrets)?
         }
     };
-    let descriptor = match req.driver.as_deref() {
-        Some(name) => tocsin.plugins().ingestors.get(name)?,
-        None => crate::detect(tocsin.plugins(), &body)?,
-    };
-    let driver = (descriptor.build)(&Value::Object(Default::default()), &tocsin.build_context())?;
-    if let (Some(secret), Some(raw)) = (secrets.get(descriptor.name), raw.as_deref()) {
-        driver.verify_signature(raw, &req.headers, secret)?;
-    }
-    let parsed = driver.parse_owned(body)?;
     if parsed.alerts.is_empty() {
         let Some(reason) = parsed.empty_reason else {
             return Err(Error::new(
@@ -358,6 +366,45 @@ pub async fn ingest_with_secrets(
     .await?;
     out.meta = Arc::try_unwrap(meta).unwrap_or_else(|shared| (*shared).clone());
     Ok(out)
+}
+
+/// The named driver's [`Ingestor::parse_text`] of a body's text, when it takes this body that
+/// way: `None` for everything else, a name that is no driver included, whose error the strict
+/// decode and [`parse_value`] give in their order.
+fn parse_text(
+    tocsin: &Tocsin,
+    name: Option<&str>,
+    text: &str,
+) -> Option<(
+    &'static IngestorDescriptor,
+    Arc<dyn Ingestor>,
+    ParsedPayload,
+)> {
+    let descriptor = tocsin.plugins().ingestors.get(name?).ok()?;
+    let driver =
+        (descriptor.build)(&Value::Object(Default::default()), &tocsin.build_context()).ok()?;
+    let parsed = driver.parse_text(text)?;
+    Some((descriptor, driver, parsed))
+}
+
+/// A decoded body parsed by the named or detected driver, its signature checked first.
+/// `raw`: the body's bytes and the request's headers, for a signature.
+fn parse_value(
+    tocsin: &Tocsin,
+    name: Option<&str>,
+    body: Value,
+    raw: Option<(&[u8], &Headers)>,
+    secrets: &WebhookSecrets,
+) -> Result<(&'static IngestorDescriptor, ParsedPayload)> {
+    let descriptor = match name {
+        Some(name) => tocsin.plugins().ingestors.get(name)?,
+        None => crate::detect(tocsin.plugins(), &body)?,
+    };
+    let driver = (descriptor.build)(&Value::Object(Default::default()), &tocsin.build_context())?;
+    if let (Some(secret), Some((raw, headers))) = (secrets.get(descriptor.name), raw) {
+        driver.verify_signature(raw, headers, secret)?;
+    }
+    Ok((descriptor, driver.parse_owned(body)?))
 }
 
 /// Stores alerts built in process (the health checkers use source `tocsin-checkers`), with the
@@ -801,9 +848,10 @@ impl Writer<'_, '_> {
             AlertStatus::Resolved => find_active_incident_by_group(self.conn, key)?,
         };
         let now = chrono::Utc::now();
-        let stored = insert_alert(
+        let incident_id = incident.as_ref().map(|i| i.id);
+        let id = insert_alert_id(
             self.conn,
-            NewAlert {
+            &NewAlert {
                 fingerprint: a.fingerprint.clone(),
                 source: self.source.to_owned(),
                 name: a.name.clone(),
@@ -819,31 +867,30 @@ impl Writer<'_, '_> {
                     AlertStatus::Firing => None,
                     AlertStatus::Resolved => Some(a.ended_at.unwrap_or(now)),
                 },
-                incident_id: incident.as_ref().map(|i| i.id),
+                incident_id,
             },
         )?;
         if let Some(inc) = &incident {
-            self.attach_alert_to_changes(inc.id, stored.id);
+            self.attach_alert_to_changes(inc.id, id);
         }
         add_alert_history(
             self.conn,
-            stored.id,
+            id,
             "created",
             "",
             a.status.as_str(),
-            json!({"severity": a.severity, "incident_id": stored.incident_id, "trace_id": self.trace_id}),
+            json!({"severity": a.severity, "incident_id": incident_id, "trace_id": self.trace_id}),
         )?;
         if a.acknowledged
             && a.status == AlertStatus::Firing
             && let Some(inc) = &incident
         {
-            self.acknowledge(inc.id, stored.id, a)?;
+            self.acknowledge(inc.id, id, a)?;
         }
-        if let Some(iid) = stored.incident_id {
+        if let Some(iid) = incident_id {
             self.note(iid, a, None)?;
         }
-        self.out
-            .record(stored.id, a, stored.incident_id, AlertOutcome::Created);
+        self.out.record(id, a, incident_id, AlertOutcome::Created);
         Ok(())
     }
 

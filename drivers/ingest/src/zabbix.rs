@@ -251,7 +251,7 @@ impl Ingestor for Zabbix {
                 annotations,
                 started_at,
                 ended_at,
-                raw_payload: body.clone(),
+                raw_payload: body.into(),
                 acknowledged,
             }],
             meta: Map::new(),

@@ -932,7 +932,7 @@ async fn in_process_alerts_use_the_same_path() {
             annotations: Default::default(),
             started_at: None,
             ended_at: None,
-            raw_payload: json!({"metrics": {"percent": 97}}),
+            raw_payload: json!({"metrics": {"percent": 97}}).into(),
             acknowledged: false,
         };
         let out = service::ingest_alerts(

@@ -83,7 +83,7 @@ impl Ingestor for AcmeIngestor {
                 annotations: Labels::new(),
                 started_at: None,
                 ended_at: None,
-                raw_payload: Value::Object(a.clone()),
+                raw_payload: Value::Object(a.clone()).into(),
                 acknowledged: false,
             }],
             ..ParsedPayload::default()

@@ -40,7 +40,7 @@ async fn memory_incident(tocsin: &Tocsin) -> i64 {
                         .into_iter()
                         .collect(),
                     annotations: Labels::new(),
-                    raw_payload: json!({}),
+                    raw_payload: json!({}).into(),
                     trace_id: "t".into(),
                     started_at: Utc::now(),
                     ended_at: None,

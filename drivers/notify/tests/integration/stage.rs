@@ -32,7 +32,7 @@ async fn seed_incident(t: &Tocsin) -> i64 {
                     description: "memory usage above 90%".into(),
                     labels: [("instance".to_owned(), "web-1".to_owned())].into(),
                     annotations: Default::default(),
-                    raw_payload: json!({}),
+                    raw_payload: json!({}).into(),
                     trace_id: "trace-stage".into(),
                     started_at: chrono::Utc::now(),
                     ended_at: None,
