@@ -200,14 +200,11 @@ impl<'de> Visitor<'de> for GroupVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Group<'de>, A::Error> {
-        let mut seen: Vec<&'de str> = Vec::new();
+        let mut seen = Seen::default();
         let mut alerts = None;
         let mut meta = Map::new();
         while let Some(key) = map.next_key::<&'de str>()? {
-            if seen.contains(&key) {
-                return Err(de::Error::custom("a key twice"));
-            }
-            seen.push(key);
+            seen.add(key)?;
             if key == "alerts" {
                 alerts = Some(map.next_value::<Vec<&'de RawValue>>()?);
                 continue;
@@ -324,13 +321,10 @@ impl<'de> Visitor<'de> for AlertVisitor {
         self,
         mut map: A,
     ) -> std::result::Result<AlertText<'de>, A::Error> {
-        let mut seen: Vec<&'de str> = Vec::new();
+        let mut seen = Seen::default();
         let mut a = AlertText::default();
         while let Some(key) = map.next_key::<&'de str>()? {
-            if seen.contains(&key) {
-                return Err(de::Error::custom("a key twice"));
-            }
-            seen.push(key);
+            seen.add(key)?;
             match key {
                 "status" => a.status = Some(map.next_value()?),
                 "labels" => a.labels = Some(map.next_value_seed(StringMap)?),
@@ -349,6 +343,29 @@ impl<'de> Visitor<'de> for AlertVisitor {
             }
         }
         Ok(a)
+    }
+}
+
+/// The keys of one object so far, on the stack: a key sent twice is refused. An object with more
+/// keys than a plain body has is left to the strict path.
+#[derive(Default)]
+struct Seen<'de> {
+    keys: [&'de str; 24],
+    len: usize,
+}
+
+impl<'de> Seen<'de> {
+    fn add<E: de::Error>(&mut self, key: &'de str) -> std::result::Result<(), E> {
+        if self.keys[..self.len].contains(&key) {
+            return Err(E::custom("a key twice"));
+        }
+        let slot = self
+            .keys
+            .get_mut(self.len)
+            .ok_or_else(|| E::custom("more keys than a plain body has"))?;
+        *slot = key;
+        self.len += 1;
+        Ok(())
     }
 }
 
