@@ -253,7 +253,7 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             annotations: Labels::new(),
-            raw_payload: json!({}).into(),
+            raw_payload: json!({}),
             trace_id: String::new(),
             started_at: Utc::now(),
             ended_at: None,
