@@ -153,12 +153,18 @@ async fn the_response_carries_counts_incident_ids_and_the_callers_trace_id() {
     assert_eq!(body["created"], 2);
     assert_eq!(body["incident_ids"].as_array().unwrap().len(), 2);
     assert_eq!(body["status"], "accepted");
+    // The payload facts come back as a JSON object, the same from the named driver's direct
+    // parse and from detection's decode.
+    assert_eq!(body["meta"]["receiver"], "tocsin");
+    assert_eq!(body["meta"]["commonLabels"]["job"], "node");
+    assert_eq!(body["meta"]["version"], "4");
     let (_, again) = post(&s, "/alerts/webhook/", raw).await;
     assert_eq!(
         (again["created"].as_u64(), again["unchanged"].as_u64()),
         (Some(0), Some(2))
     );
     assert_eq!(again["incident_ids"], body["incident_ids"]);
+    assert_eq!(again["meta"], body["meta"]);
     // Without a trailing slash too.
     let raw = std::fs::read(fixtures().join("generic/single-firing.json")).unwrap();
     let (status, _) = post(&s, "/alerts/webhook/generic", raw).await;

@@ -203,6 +203,13 @@ impl RawPayload {
         self.0.get()
     }
 
+    /// For `#[serde(serialize_with = "RawPayload::serialize_text")]` on a field serialised with
+    /// `serde_json` only (to text or to a `Value`): the text goes out as it is, where
+    /// [`Serialize`] decodes it first so that any serializer sees the value.
+    pub fn serialize_text<S: serde::Serializer>(p: &Self, s: S) -> Result<S::Ok, S::Error> {
+        p.0.serialize(s)
+    }
+
     /// The payload as a [`Value`].
     pub fn to_value(&self) -> Value {
         // The text was checked as JSON when the payload was made.
@@ -226,9 +233,16 @@ impl From<Value> for RawPayload {
     }
 }
 
+/// An empty object, `{}`.
 impl Default for RawPayload {
     fn default() -> Self {
-        Self(serde_json::value::RawValue::NULL.to_owned())
+        Self::from(&Value::Object(serde_json::Map::new()))
+    }
+}
+
+impl From<serde_json::Map<String, Value>> for RawPayload {
+    fn from(map: serde_json::Map<String, Value>) -> Self {
+        Self::from(&Value::Object(map))
     }
 }
 

@@ -76,8 +76,9 @@ pub struct NormalizedAlert {
 pub struct ParsedPayload {
     /// The alerts, possibly none (see [`ParsedPayload::empty_reason`]).
     pub alerts: Vec<NormalizedAlert>,
-    /// Payload-level facts (receiver, group key, external URL...).
-    pub meta: serde_json::Map<String, Value>,
+    /// Payload-level facts (receiver, group key, external URL...): one JSON object, as text
+    /// (`map.into()` from a `serde_json::Map`).
+    pub meta: RawPayload,
     /// Why an accepted body carries no alert (`pagey.ping`, an empty `alerts` list).
     pub empty_reason: Option<String>,
 }

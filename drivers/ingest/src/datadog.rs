@@ -226,7 +226,7 @@ impl Ingestor for Datadog {
                 raw_payload: body.into(),
                 acknowledged: false,
             }],
-            meta,
+            meta: meta.into(),
             empty_reason: None,
         })
     }

@@ -44,7 +44,7 @@
 
 use std::sync::Arc;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 use tocsin_core::domain::{AlertStatus, Severity};
 use tocsin_core::plugin::{Headers, Ingestor, IngestorDescriptor, NormalizedAlert, ParsedPayload};
 use tocsin_core::{Result, Secret};
@@ -121,7 +121,7 @@ impl Ingestor for Generic {
         }
         Ok(ParsedPayload {
             alerts,
-            meta: Map::new(),
+            meta: Default::default(),
             empty_reason: None,
         })
     }

@@ -180,7 +180,7 @@ fn parse_legacy(body: &Value) -> Result<ParsedPayload> {
             raw_payload: body.into(),
             acknowledged: false,
         }],
-        meta,
+        meta: meta.into(),
         empty_reason: None,
     })
 }

@@ -182,7 +182,7 @@ fn parse_workflow(f: &Fields<'_>, body: &Value) -> Result<ParsedPayload> {
             raw_payload: body.into(),
             acknowledged,
         }],
-        meta,
+        meta: meta.into(),
         empty_reason: None,
     })
 }
@@ -271,7 +271,7 @@ fn parse_legacy(f: &Fields<'_>, body: &Value) -> Result<ParsedPayload> {
             raw_payload: body.into(),
             acknowledged,
         }],
-        meta,
+        meta: meta.into(),
         empty_reason: None,
     })
 }

@@ -160,7 +160,7 @@ impl Ingestor for Opsgenie {
                 raw_payload: body.into(),
                 acknowledged,
             }],
-            meta,
+            meta: meta.into(),
             empty_reason: None,
         })
     }

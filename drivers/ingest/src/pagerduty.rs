@@ -84,7 +84,7 @@ impl Ingestor for PagerDuty {
         if event_type == "pagey.ping" {
             return Ok(ParsedPayload {
                 alerts: Vec::new(),
-                meta,
+                meta: meta.into(),
                 empty_reason: Some(
                     "pagey.ping: PagerDuty tested the webhook subscription".to_owned(),
                 ),
@@ -117,7 +117,7 @@ impl Ingestor for PagerDuty {
         )?;
         Ok(ParsedPayload {
             alerts: vec![alert],
-            meta,
+            meta: meta.into(),
             empty_reason: None,
         })
     }
@@ -166,7 +166,7 @@ fn parse_v2(f: &Fields<'_>) -> Result<ParsedPayload> {
     meta.insert("webhook_version".into(), Value::from("v2"));
     Ok(ParsedPayload {
         alerts,
-        meta,
+        meta: meta.into(),
         empty_reason: None,
     })
 }

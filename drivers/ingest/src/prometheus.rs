@@ -79,7 +79,7 @@ pub(crate) fn parse_group(driver: &'static str, body: Value) -> Result<ParsedPay
         .then(|| format!("the {driver} body has an empty `alerts` list"));
     Ok(ParsedPayload {
         alerts,
-        meta,
+        meta: meta.into(),
         empty_reason,
     })
 }
@@ -178,7 +178,81 @@ pub(crate) fn parse_group_text(driver: &'static str, text: &str) -> Option<Parse
 /// The envelope read by [`parse_group_text`]: each alert's text and the payload facts.
 struct Group<'de> {
     alerts: Vec<&'de RawValue>,
-    meta: Map<String, Value>,
+    meta: RawPayload,
+}
+
+/// The payload facts as one object's text, from the facts' own texts: keys in order (as a
+/// `serde_json::Map` would have them), nulls left out (as [`parse_group`] does).
+fn facts_text<E: de::Error>(
+    mut facts: Vec<(&str, &RawValue)>,
+) -> std::result::Result<RawPayload, E> {
+    facts.sort_unstable_by_key(|(k, _)| *k);
+    let mut text = String::with_capacity(
+        2 + facts
+            .iter()
+            .map(|(k, v)| k.len() + v.get().len() + 4)
+            .sum::<usize>(),
+    );
+    text.push('{');
+    for (i, (k, v)) in facts.iter().enumerate() {
+        if i > 0 {
+            text.push(',');
+        }
+        // The keys are the names in `META_VALUES` and `META_OBJECTS`: nothing to escape.
+        text.push('"');
+        text.push_str(k);
+        text.push_str("\":");
+        text.push_str(v.get());
+    }
+    text.push('}');
+    RawPayload::from_text(text).map_err(|e| E::custom(e.message()))
+}
+
+/// Whether a payload fact's text passes the strict decode's checks as a fact of `key`: an object
+/// fact is an object of strings (or null), another a string, number, boolean or null; no NUL
+/// (which JSON text can only carry as the escape `\u0000`) and no key twice. Anything else is
+/// left to the strict path.
+fn plain_fact(key: &str, raw: &RawValue) -> bool {
+    let text = raw.get().trim();
+    if text.contains("\\u0000") {
+        return false;
+    }
+    if META_OBJECTS.contains(&key) {
+        if text == "null" {
+            return true;
+        }
+        let mut de = serde_json::Deserializer::from_str(text);
+        return StringObject.deserialize(&mut de).is_ok();
+    }
+    !(text.starts_with('{') || text.starts_with('['))
+}
+
+/// Checks an object of strings, keys unescaped and each once, without keeping it.
+struct StringObject;
+
+impl<'de> DeserializeSeed<'de> for StringObject {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> std::result::Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for StringObject {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an object of strings")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<(), A::Error> {
+        let mut seen = Seen::default();
+        while let Some(key) = map.next_key::<&'de str>()? {
+            seen.add(key)?;
+            map.next_value_seed(AnyString)?;
+        }
+        Ok(())
+    }
 }
 
 /// Reads [`Group`]; an error is only ever "not the plain shape".
@@ -202,23 +276,29 @@ impl<'de> Visitor<'de> for GroupVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Group<'de>, A::Error> {
         let mut seen = Seen::default();
         let mut alerts = None;
-        let mut meta = Map::new();
+        let mut facts = Vec::new();
         while let Some(key) = map.next_key::<&'de str>()? {
             seen.add(key)?;
             if key == "alerts" {
                 alerts = Some(map.next_value::<Vec<&'de RawValue>>()?);
-                continue;
-            }
-            let Strict(v) = map.next_value()?;
-            if META_OBJECTS.contains(&key) && !(v.is_object() || v.is_null()) {
-                return Err(de::Error::custom("a fact of another type"));
-            }
-            if !v.is_null() && (META_VALUES.contains(&key) || META_OBJECTS.contains(&key)) {
-                meta.insert(key.to_owned(), v);
+            } else if META_VALUES.contains(&key) || META_OBJECTS.contains(&key) {
+                let raw: &'de RawValue = map.next_value()?;
+                if !plain_fact(key, raw) {
+                    return Err(de::Error::custom("a fact the strict path must check"));
+                }
+                if raw.get().trim() != "null" {
+                    facts.push((key, raw));
+                }
+            } else {
+                // Checked as the strict decode would, then dropped.
+                drop(map.next_value::<Strict>()?);
             }
         }
         let alerts = alerts.ok_or_else(|| de::Error::custom("no alerts"))?;
-        Ok(Group { alerts, meta })
+        Ok(Group {
+            alerts,
+            meta: facts_text(facts)?,
+        })
     }
 }
 
@@ -365,6 +445,29 @@ impl<'de> Seen<'de> {
             .ok_or_else(|| E::custom("more keys than a plain body has"))?;
         *slot = key;
         self.len += 1;
+        Ok(())
+    }
+}
+
+/// Checks a string, escaped or not, without keeping it (the caller checked the text for NUL).
+struct AnyString;
+
+impl<'de> DeserializeSeed<'de> for AnyString {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> std::result::Result<(), D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl Visitor<'_> for AnyString {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> std::result::Result<(), E> {
         Ok(())
     }
 }

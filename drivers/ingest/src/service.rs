@@ -34,7 +34,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tocsin_core::domain::{
-    AlertStatus, Incident, IncidentEvent, IncidentStatus, Labels, Severity, new_id,
+    AlertStatus, Incident, IncidentEvent, IncidentStatus, Labels, RawPayload, Severity, new_id,
 };
 use tocsin_core::plugin::{Headers, Ingestor, IngestorDescriptor, NormalizedAlert, ParsedPayload};
 use tocsin_core::store::ingest::{
@@ -199,8 +199,8 @@ pub struct IngestOutcome {
     /// Why an accepted body carried no alert.
     pub empty_reason: Option<String>,
     /// Payload-level facts the driver reported.
-    #[serde(default)]
-    pub meta: serde_json::Map<String, Value>,
+    #[serde(default, serialize_with = "RawPayload::serialize_text")]
+    pub meta: RawPayload,
 }
 
 impl IngestOutcome {
@@ -434,7 +434,7 @@ async fn store_alerts(
     alerts: Vec<NormalizedAlert>,
     trace_id: String,
     hook: Option<TxHook>,
-    meta: Arc<serde_json::Map<String, Value>>,
+    meta: Arc<RawPayload>,
 ) -> Result<IngestOutcome> {
     for a in &alerts {
         validate(a)?;
@@ -655,7 +655,7 @@ struct Writer<'c, 'a> {
     conn: &'c mut AnyConnection,
     source: &'a str,
     trace_id: &'a str,
-    meta: &'a serde_json::Map<String, Value>,
+    meta: &'a RawPayload,
     out: IngestOutcome,
 }
 
@@ -729,7 +729,7 @@ impl Writer<'_, '_> {
                     "trace_id": self.trace_id,
                     "alert_name": a.name,
                     "instance": instance_of(&a.labels),
-                    "payload": Value::Object(self.meta.clone()),
+                    "payload": self.meta.to_value(),
                 }),
             },
         )?;

@@ -254,7 +254,7 @@ impl Ingestor for Zabbix {
                 raw_payload: body.into(),
                 acknowledged,
             }],
-            meta: Map::new(),
+            meta: Default::default(),
             empty_reason: None,
         })
     }

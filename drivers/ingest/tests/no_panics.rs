@@ -240,6 +240,9 @@ fn the_direct_parse_refuses_what_the_strict_decode_refuses() {
         body(alert, r#","receiver":"twice""#),
         body(alert, r#","extra":{"a":1,"a":2}"#),
         body(alert, r#","extra":"nul \u0000""#),
+        body(alert, r#","commonLabels":{"a":"1","a":"2"}"#),
+        body(alert, r#","commonLabels":{"a":"\u0000"}"#),
+        body(alert, r#","externalURL":"nul \u0000""#),
         body(
             &alert.replace(
                 r#""fingerprint":"f""#,
@@ -269,6 +272,9 @@ fn the_direct_parse_refuses_what_the_strict_decode_refuses() {
     }
     // Valid, but not the plain shape: left to the strict path, which answers the same way.
     for other in [
+        body(alert, r#","commonLabels":{"a":1}"#),
+        body(alert, r#","commonLabels":"x""#),
+        body(alert, r#","title":{"name":"r"}"#),
         body(
             &alert.replace(r#""fingerprint":"f""#, r#""fingerprint":7"#),
             "",
