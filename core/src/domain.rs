@@ -217,6 +217,12 @@ impl RawPayload {
     }
 }
 
+impl From<Box<serde_json::value::RawValue>> for RawPayload {
+    fn from(raw: Box<serde_json::value::RawValue>) -> Self {
+        Self(raw)
+    }
+}
+
 impl From<&Value> for RawPayload {
     fn from(v: &Value) -> Self {
         // Serialising a `Value` cannot fail: its keys are strings and its numbers finite.
