@@ -479,6 +479,7 @@ async fn store_alerts(
                     source: &source,
                     trace_id: &trace_id,
                     meta: &meta,
+                    meta_value: std::cell::OnceCell::new(),
                     out: IngestOutcome::empty(&source, trace_id.clone()),
                 };
                 for a in alerts.iter() {
@@ -656,6 +657,8 @@ struct Writer<'c, 'a> {
     source: &'a str,
     trace_id: &'a str,
     meta: &'a RawPayload,
+    /// `meta` decoded, once a new incident records it (once a request, not once an incident).
+    meta_value: std::cell::OnceCell<Value>,
     out: IngestOutcome,
 }
 
@@ -729,7 +732,7 @@ impl Writer<'_, '_> {
                     "trace_id": self.trace_id,
                     "alert_name": a.name,
                     "instance": instance_of(&a.labels),
-                    "payload": self.meta.to_value(),
+                    "payload": self.meta_value.get_or_init(|| self.meta.to_value()),
                 }),
             },
         )?;
