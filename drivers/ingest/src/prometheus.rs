@@ -2,7 +2,7 @@
 //! alerting: `status`, `labels`, `annotations`, `startsAt`, `endsAt`, `generatorURL`,
 //! `fingerprint`.
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
@@ -103,53 +103,93 @@ pub(crate) fn parse_alert(
         }
     };
     let labels = a.string_map("labels")?;
-    let mut annotations = a.string_map("annotations")?;
+    let annotations = a.string_map("annotations")?;
     let name = labels
         .get("alertname")
         .filter(|n| !n.trim().is_empty())
         .cloned()
         .ok_or_else(|| invalid(driver, format!("missing label `{path}.labels.alertname`")))?;
-    let severity = labels
-        .get("severity")
-        .and_then(|s| severity_word(s))
-        .unwrap_or(Severity::Warning);
-    let description = ["description", "summary", "message"]
-        .iter()
-        .find_map(|k| annotations.get(*k).filter(|v| !v.is_empty()).cloned())
-        .unwrap_or_default();
-    for (from, to) in EXTRA_ANNOTATIONS {
-        if let Some(v) = a.opt_str(from)?.filter(|v| !v.is_empty()) {
-            annotations
-                .entry((*to).to_owned())
-                .or_insert_with(|| v.to_owned());
-        }
+    let mut extras = [None; EXTRA_ANNOTATIONS.len()];
+    for (slot, (from, _)) in extras.iter_mut().zip(EXTRA_ANNOTATIONS) {
+        *slot = a.opt_str(from)?;
     }
-    let started_at = a.opt_time("startsAt")?;
-    let ends_at = a.opt_time("endsAt")?;
-    // A firing alert's `endsAt` is either Go's zero time (no end) or Alertmanager's resolve
-    // timeout, a guess about the future: neither is an end.
-    let ended_at = match status {
-        AlertStatus::Firing => None,
-        AlertStatus::Resolved => Some(ends_at.unwrap_or_else(Utc::now)),
-    };
-    let fingerprint = match a.opt_str("fingerprint")?.filter(|f| !f.trim().is_empty()) {
-        Some(f) => f.to_owned(),
-        None => fallback_fingerprint(driver, &name, &labels),
-    };
-    drop(a);
-    Ok(NormalizedAlert {
-        fingerprint,
-        name,
+    let parts = AlertParts {
         status,
-        severity,
-        description,
         labels,
         annotations,
-        started_at,
-        ended_at,
-        raw_payload: RawPayload::from(&raw),
-        acknowledged: false,
-    })
+        name,
+        extras,
+        started_at: a.opt_time("startsAt")?,
+        ends_at: a.opt_time("endsAt")?,
+        fingerprint: a.opt_str("fingerprint")?,
+    };
+    Ok(parts.into_alert(driver, RawPayload::from(&raw)))
+}
+
+/// An alert's fields as either parse read them, checked: what the alert is made of.
+struct AlertParts<'a> {
+    status: AlertStatus,
+    labels: Labels,
+    annotations: Labels,
+    name: String,
+    /// The values of [`EXTRA_ANNOTATIONS`], in its order.
+    extras: [Option<&'a str>; EXTRA_ANNOTATIONS.len()],
+    started_at: Option<DateTime<Utc>>,
+    ends_at: Option<DateTime<Utc>>,
+    fingerprint: Option<&'a str>,
+}
+
+impl AlertParts<'_> {
+    fn into_alert(self, driver: &'static str, raw_payload: RawPayload) -> NormalizedAlert {
+        let Self {
+            status,
+            labels,
+            mut annotations,
+            name,
+            extras,
+            started_at,
+            ends_at,
+            fingerprint,
+        } = self;
+        let severity = labels
+            .get("severity")
+            .and_then(|s| severity_word(s))
+            .unwrap_or(Severity::Warning);
+        let description = ["description", "summary", "message"]
+            .iter()
+            .find_map(|k| annotations.get(*k).filter(|v| !v.is_empty()).cloned())
+            .unwrap_or_default();
+        for ((_, to), v) in EXTRA_ANNOTATIONS.iter().zip(extras) {
+            if let Some(v) = v.filter(|v| !v.is_empty()) {
+                annotations
+                    .entry((*to).to_owned())
+                    .or_insert_with(|| v.to_owned());
+            }
+        }
+        // A firing alert's `endsAt` is either Go's zero time (no end) or Alertmanager's resolve
+        // timeout, a guess about the future: neither is an end.
+        let ended_at = match status {
+            AlertStatus::Firing => None,
+            AlertStatus::Resolved => Some(ends_at.unwrap_or_else(Utc::now)),
+        };
+        let fingerprint = match fingerprint.filter(|f| !f.trim().is_empty()) {
+            Some(f) => f.to_owned(),
+            None => fallback_fingerprint(driver, &name, &labels),
+        };
+        NormalizedAlert {
+            fingerprint,
+            name,
+            status,
+            severity,
+            description,
+            labels,
+            annotations,
+            started_at,
+            ended_at,
+            raw_payload,
+            acknowledged: false,
+        }
+    }
 }
 
 /// [`parse_group`] straight from the body's text, for the plain shape senders send: the alerts'
@@ -318,55 +358,26 @@ fn alert_from_text(driver: &'static str, raw: &RawValue) -> Option<NormalizedAle
         _ => return None,
     };
     let labels = a.labels.unwrap_or_default();
-    let mut annotations = a.annotations.unwrap_or_default();
     let name = labels
         .get("alertname")
         .filter(|n| !n.trim().is_empty())?
         .clone();
-    let severity = labels
-        .get("severity")
-        .and_then(|s| severity_word(s))
-        .unwrap_or(Severity::Warning);
-    let description = ["description", "summary", "message"]
-        .iter()
-        .find_map(|k| annotations.get(*k).filter(|v| !v.is_empty()).cloned())
-        .unwrap_or_default();
-    for ((_, to), v) in EXTRA_ANNOTATIONS.iter().zip(a.extras) {
-        if let Some(v) = v.filter(|v| !v.is_empty()) {
-            annotations
-                .entry((*to).to_owned())
-                .or_insert_with(|| v.to_owned());
-        }
-    }
     let time = |t: Option<&str>| match t.map(parse_time_text) {
         None | Some(TimeValue::Unset) => Some(None),
         Some(TimeValue::Time(t)) => Some(Some(t)),
         Some(TimeValue::Invalid) => None,
     };
-    let started_at = time(a.starts_at)?;
-    let ends_at = time(a.ends_at)?;
-    // As `parse_alert`: a firing alert's `endsAt` is no end.
-    let ended_at = match status {
-        AlertStatus::Firing => None,
-        AlertStatus::Resolved => Some(ends_at.unwrap_or_else(Utc::now)),
-    };
-    let fingerprint = match a.fingerprint.filter(|f| !f.trim().is_empty()) {
-        Some(f) => f.to_owned(),
-        None => fallback_fingerprint(driver, &name, &labels),
-    };
-    Some(NormalizedAlert {
-        fingerprint,
-        name,
+    let parts = AlertParts {
         status,
-        severity,
-        description,
+        annotations: a.annotations.unwrap_or_default(),
         labels,
-        annotations,
-        started_at,
-        ended_at,
-        raw_payload: RawPayload::from_raw(raw),
-        acknowledged: false,
-    })
+        name,
+        extras: a.extras,
+        started_at: time(a.starts_at)?,
+        ends_at: time(a.ends_at)?,
+        fingerprint: a.fingerprint,
+    };
+    Some(parts.into_alert(driver, RawPayload::from_raw(raw)))
 }
 
 /// Reads [`AlertText`]; an error is only ever "not the plain shape".
