@@ -170,9 +170,10 @@ string_enum! {
 /// Sorted string labels (`instance=web-1`, `checker=memory`).
 pub type Labels = BTreeMap<String, String>;
 
-/// An alert's part of a vendor body, kept as JSON text: what is stored, so a driver that reads
-/// the body's text can keep the alert's bytes as sent instead of building a [`Value`] only to
-/// write it out again.
+/// A piece of a vendor body kept as JSON text: an alert's part of it (`raw_payload`) or the
+/// body's payload facts (`meta`). Text is what is stored and answered, so a driver that reads the
+/// body's text keeps these bytes as sent instead of building a [`Value`] only to write it out
+/// again.
 ///
 /// ```
 /// use tocsin_core::domain::RawPayload;
